@@ -1,0 +1,21 @@
+"""detforge: real-time object detectors assembled from backbone, neck and head parts."""
+
+from detforge import models as _models  # noqa: F401  (registers the packaged parts)
+from detforge.config import ModelConfig, load_config
+from detforge.errors import DetforgeError
+from detforge.models.build import build_model, create_model
+from detforge.models.detector import Detector
+from detforge.registry import register_backbone, register_head, register_neck
+
+__all__ = [
+    "Detector",
+    "DetforgeError",
+    "ModelConfig",
+    "build_model",
+    "create_model",
+    "load_config",
+    "register_backbone",
+    "register_head",
+    "register_neck",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""Packaged backbones (importing registers them)."""
+
+from detforge.models.backbones.csp_darknet import CSPDarknet
+
+__all__ = ["CSPDarknet"]

@@ -1,0 +1,68 @@
+"""Build a `Detector` from a validated `ModelConfig`: each part gets its own arguments plus the
+channels and strides declared by the part before it."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from detforge.config import INJECTED, ModelConfig, load_config, parse_override
+from detforge.errors import ConfigError
+from detforge.models.detector import Detector
+from detforge.models.scaling import Scaling
+from detforge.registry import PARTS
+
+
+def build_part(kind: str, config: ModelConfig, scaling: Scaling, **wiring: Any) -> nn.Module:
+    part = getattr(config, kind)
+    cls = PARTS[kind].get(part.type)
+    kwargs = part.kwargs
+    for key, value in wiring.items():
+        if key in kwargs and list(kwargs[key]) != list(value):
+            raise ConfigError(
+                f"{config.source}: {kind}.{key} is {kwargs[key]} but the previous part gives {list(value)}; "
+                f"remove the key or make the parts agree"
+            )
+    kwargs.update({k: v for k, v in wiring.items() if k in INJECTED[kind]})
+    if "scaling" in inspect.signature(cls).parameters:
+        kwargs["scaling"] = scaling
+    return cls(**kwargs)
+
+
+def build_model(config: ModelConfig) -> Detector:
+    scaling = config.scaling()
+    backbone = build_part("backbone", config, scaling)
+    neck = build_part("neck", config, scaling, in_channels=backbone.out_channels)
+    if len(neck.out_channels) != len(backbone.strides):
+        raise ConfigError(
+            f"{config.source}: neck {config.neck.type!r} returns {len(neck.out_channels)} levels but the backbone "
+            f"gives {len(backbone.strides)}; a neck must keep the number of levels"
+        )
+    head = build_part("head", config, scaling, in_channels=neck.out_channels, strides=backbone.strides)
+    return Detector(backbone, neck, head, config, config.names)
+
+
+def create_model(
+    name_or_yaml: str | Path,
+    num_classes: int | None = None,
+    scale: str | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+    names: list[str] | None = None,
+) -> Detector:
+    """Build a detector from a packaged name (`yolov8n`, `yolov8s-p2`, ...) or a YAML file.
+
+    `num_classes` sets `head.num_classes` (default: len(names) or the config's);
+    `overrides` maps dotted keys to values, or is a list of `KEY=VALUE` strings as `--set` takes.
+    """
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(text) for text in overrides)
+    overrides = dict(overrides or {})
+    if names is not None:
+        overrides["names"] = list(names)
+        num_classes = num_classes or len(names)
+    if num_classes is not None:
+        overrides["head.num_classes"] = num_classes
+    return build_model(load_config(name_or_yaml, scale, overrides))

@@ -1,0 +1,58 @@
+"""`Detector`: backbone → neck → head, plus what belongs to the whole model (fuse, info)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from detforge.models.heads.base import DetectionHead, HeadOutput
+
+
+class Detector(nn.Module):
+    """A detector assembled from three parts.
+
+    `forward(x)` with `x: [B, 3, H, W]` (RGB, 0..1, H and W multiples of the largest stride)
+    returns the head's `HeadOutput` in training mode and `[B, N, 4 + C]` (xyxy pixels + class
+    scores) in eval mode. `raw(x)` always returns the `HeadOutput`.
+    """
+
+    def __init__(self, backbone: nn.Module, neck: nn.Module, head: DetectionHead, config=None,
+                 names: list[str] | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.config = config
+        self.names = list(names) if names else [f"class{i}" for i in range(head.num_classes)]
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    @property
+    def strides(self) -> list[int]:
+        return self.head.strides
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.neck(self.backbone(x))
+
+    def raw(self, x: torch.Tensor) -> HeadOutput:
+        return self.head.raw(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> HeadOutput | torch.Tensor:
+        return self.head(self.features(x))
+
+    @torch.no_grad()
+    def fuse(self) -> Detector:
+        """Fold every BatchNorm into its conv (and, for parts that have them, re-parameterize
+        branches) for faster inference. Outputs are unchanged up to float rounding."""
+        for module in list(self.modules()):
+            if module is not self and hasattr(module, "fuse"):
+                module.fuse()
+        return self
+
+    def info(self, imgsz: int = 640):
+        """Per-part parameter / FLOP table; see `detforge.models.info.model_info`."""
+        from detforge.models.info import model_info
+
+        return model_info(self, imgsz)

@@ -1,0 +1,5 @@
+"""Packaged necks (importing registers them)."""
+
+from detforge.models.necks.pan_fpn import PANFPN
+
+__all__ = ["PANFPN"]
