@@ -1,0 +1,38 @@
+"""`detforge info MODEL`: per-part parameter / GFLOP table of a model or weights file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "info",
+        help="show a model's parts, parameters, GFLOPs and output shapes",
+        description="Print a per-part table (backbone, neck, each head branch): parameters, GFLOPs and "
+        "output shapes for one image of --imgsz pixels, and the totals.",
+    )
+    parser.add_argument("model", help="packaged name (e.g. yolov8n, yolov8s-p2), a model YAML, or a .safetensors file")
+    parser.add_argument("--imgsz", type=int, default=640, help="square input size for FLOPs (default 640)")
+    parser.add_argument("--num-classes", type=int, help="override head.num_classes")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set head.reg_max=8 (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print the table as one JSON object")
+    parser.set_defaults(run=run)
+
+
+def load_model(spec: str, num_classes: int | None = None, overrides: list[str] | None = None):
+    """A model from a packaged name / YAML, or from a detforge weights file."""
+    import detforge
+
+    if Path(spec).suffix == ".safetensors":
+        return detforge.load(spec)
+    return detforge.create_model(spec, num_classes=num_classes, overrides=overrides or [])
+
+
+def run(args: argparse.Namespace) -> int:
+    info = load_model(args.model, args.num_classes, args.overrides).info(args.imgsz)
+    print(json.dumps(info.to_dict()) if args.json else info.table())
+    return 0

@@ -1,0 +1,1 @@
+"""Inference: pre-processing, NMS and mapping boxes back to the original images."""
