@@ -44,7 +44,8 @@ def _class_curves(ax, x: np.ndarray, curves: np.ndarray, labels: Sequence[str]) 
 def _finish(ax, xlabel: str, ylabel: str, title: str) -> None:
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.02))
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
 
 
 def plot_pr_curves(
@@ -77,7 +78,7 @@ def plot_f1_curve(confidence: np.ndarray, f1: np.ndarray, names: Sequence[str], 
     valid = ~np.isnan(f1).all(1)
     if valid.any():
         mean = f1[valid].mean(0)
-        best = int(mean.argmax())
+        best = len(mean) - 1 - int(mean[::-1].argmax())  # highest threshold among ties, as in metrics.py
         ax.plot(confidence, mean, linewidth=3, color="blue",
                 label=f"all classes {mean[best]:.2f} at {confidence[best]:.3f}")
         ax.axvline(confidence[best], color="blue", linestyle=":", linewidth=1)
@@ -91,13 +92,13 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | 
     norm = np.divide(matrix, column_sums, out=np.zeros(matrix.shape), where=column_sums > 0)
     labels = [*names, "background"]
     n = len(labels)
-    side = min(max(6.0, 0.45 * n + 2.0), 24.0)
+    side = min(max(6.0, 0.3 * n + 3.0), 16.0)
     fig = _figure((side + 1.5, side))
     ax = fig.add_subplot()
     image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ticks = np.arange(n)
-    font = 10 if n <= 12 else max(4, 10 - n // 10)
+    font = 10 if n <= 12 else 8 if n <= 30 else 6 if n <= 60 else 5
     ax.set_xticks(ticks, labels, rotation=90, fontsize=font)
     ax.set_yticks(ticks, labels, fontsize=font)
     ax.set(xlabel="True", ylabel="Predicted", title="Confusion matrix (normalized by true class)")
