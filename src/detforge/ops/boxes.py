@@ -26,4 +26,3 @@ def distance_to_xyxy(anchor_points: torch.Tensor, dist: torch.Tensor) -> torch.T
 def xyxy_to_distance(anchor_points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Inverse of `distance_to_xyxy`: xyxy `[..., 4]` → (l, t, r, b) distances `[..., 4]` from the anchors."""
     return torch.cat((anchor_points - boxes[..., :2], boxes[..., 2:] - anchor_points), dim=-1)
-

@@ -16,7 +16,9 @@ IoUKind = Literal["iou", "giou", "diou", "ciou"]
 IOU_KINDS: tuple[str, ...] = ("iou", "giou", "diou", "ciou")
 
 
-def aligned_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, kind: IoUKind = "iou", eps: float = 1e-7) -> torch.Tensor:
+def aligned_iou(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, kind: IoUKind = "iou", eps: float = 1e-7
+) -> torch.Tensor:
     """IoU of each box in `boxes1 [..., 4]` with the box at the same place in `boxes2 [..., 4]` → `[...]`.
 
     Both are xyxy and broadcast against each other. `kind`:
