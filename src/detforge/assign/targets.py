@@ -1,0 +1,39 @@
+"""Turn the loader's flat target list into per-image padded tensors the assigner can batch over.
+
+The loader yields all boxes of a batch concatenated, each tagged with its image (`batch_idx`).
+Padding every image to the largest box count lets the assigner run as a few `[B, M, N]`
+tensor operations instead of a Python loop over images.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def pad_targets(
+    boxes: torch.Tensor, cls: torch.Tensor, batch_idx: torch.Tensor, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scatter flat targets into padded per-image slots.
+
+    boxes: `[T, 4]` xyxy pixels; cls: `[T]` class ids; batch_idx: `[T]` image of each box, any order.
+    Returns gt_boxes `[B, M, 4]`, gt_labels `[B, M]` (int64) and gt_mask `[B, M]` (bool, False for
+    padding), with M the largest box count of any image (0 when there are no boxes). Boxes keep
+    their relative order within an image.
+    """
+    device = boxes.device
+    batch_idx = batch_idx.long()
+    counts = torch.bincount(batch_idx, minlength=batch_size)
+    max_count = int(counts.max()) if batch_idx.numel() else 0
+    gt_boxes = boxes.new_zeros(batch_size, max_count, 4)
+    gt_labels = torch.zeros(batch_size, max_count, dtype=torch.long, device=device)
+    gt_mask = torch.zeros(batch_size, max_count, dtype=torch.bool, device=device)
+    if max_count == 0:
+        return gt_boxes, gt_labels, gt_mask
+    order = torch.argsort(batch_idx, stable=True)
+    image = batch_idx[order]
+    first_of_image = torch.cumsum(counts, 0) - counts  # index in `order` where each image starts
+    slot = torch.arange(order.numel(), device=device) - first_of_image[image]
+    gt_boxes[image, slot] = boxes[order]
+    gt_labels[image, slot] = cls[order].long()
+    gt_mask[image, slot] = True
+    return gt_boxes, gt_labels, gt_mask
