@@ -24,3 +24,7 @@ class UnsafeCheckpointError(WeightsError):
 
 class DataError(DetforgeError):
     """A dataset cannot be used: no usable images, class ids that don't fit, missing files."""
+
+
+class TrainingDivergedError(DetforgeError):
+    """The loss stayed NaN/inf for too many steps in a row; the run stops instead of training on garbage."""

@@ -1,0 +1,7 @@
+"""Training losses: DFL, the detection loss that combines them, and the non-finite-loss guard."""
+
+from detforge.losses.detection import DetectionLoss
+from detforge.losses.dfl import dfl_loss
+from detforge.losses.guard import NonFiniteGuard
+
+__all__ = ["DetectionLoss", "NonFiniteGuard", "dfl_loss"]

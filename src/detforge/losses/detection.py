@@ -1,0 +1,130 @@
+"""The detection loss: assign targets with TAL, then CIoU + DFL for boxes and BCE for classes.
+
+Terms and their normalisation follow YOLOv8 so its recipe (gains, learning rates) transfers:
+every term is a sum over anchors divided by the total soft-target mass, and the weighted sum is
+multiplied by the batch size. The loss only sees the head's `HeadOutput` (logits, anchor points,
+strides), so any backbone/neck/head combination trains with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detforge.assign.tal import TaskAlignedAssigner
+from detforge.assign.targets import pad_targets
+from detforge.errors import ConfigError
+from detforge.losses.dfl import dfl_loss
+from detforge.ops.boxes import dfl_decode, distance_to_xyxy, xyxy_to_distance
+from detforge.ops.iou import aligned_iou
+
+if TYPE_CHECKING:
+    from detforge.models.heads.base import HeadOutput
+
+
+class DetectionLoss(nn.Module):
+    """Loss of a dense anchor-point detector.
+
+    num_classes, reg_max: must match the head. *_gain: weight of each term in the total.
+    class_weights: optional per-class factors on the classification BCE, e.g. larger for rare
+    classes of an imbalanced dataset. assigner: defaults to `TaskAlignedAssigner()`.
+
+    Objectness (heads with an obj branch): BCE towards the IoU of the predicted box with its
+    assigned gt on foreground anchors and 0 elsewhere, averaged over all anchors. An IoU target,
+    rather than the 0/1 foreground mask, makes obj·cls rank boxes by localisation quality, the
+    same intent as the soft class targets.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        reg_max: int = 16,
+        box_gain: float = 7.5,
+        dfl_gain: float = 1.5,
+        cls_gain: float = 0.5,
+        obj_gain: float = 1.0,
+        class_weights: Sequence[float] | torch.Tensor | None = None,
+        assigner: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.num_classes = num_classes
+        self.reg_max = reg_max
+        self.box_gain = box_gain
+        self.dfl_gain = dfl_gain
+        self.cls_gain = cls_gain
+        self.obj_gain = obj_gain
+        self.assigner = assigner if assigner is not None else TaskAlignedAssigner()
+        weights = None
+        if class_weights is not None:
+            weights = torch.as_tensor(class_weights, dtype=torch.float32).flatten()
+            if weights.numel() != num_classes:
+                raise ConfigError(
+                    f"class_weights has {weights.numel()} entries but the model has {num_classes} classes; "
+                    "give exactly one weight per class"
+                )
+        self.register_buffer("class_weights", weights, persistent=False)
+
+    def forward(
+        self, out: HeadOutput, boxes: torch.Tensor, cls: torch.Tensor, batch_idx: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss of one batch.
+
+        out: the head's training output (box `[B, N, 4*reg_max]`, cls `[B, N, C]`, obj `[B, N, 1]` or
+        None, anchor_points `[N, 2]`, strides `[N]`). boxes `[T, 4]` xyxy pixels, cls `[T]`, batch_idx `[T]`:
+        all targets of the batch. Returns the total to backpropagate, `(Σ gain·term) · B`, and the
+        gain-weighted terms, detached: {"box", "dfl", "cls"} plus "obj" when the head has one.
+        """
+        pred_logits = out.box.float()
+        cls_logits = out.cls.float()
+        batch, _, num_classes = cls_logits.shape
+        if num_classes != self.num_classes or pred_logits.shape[-1] != 4 * self.reg_max:
+            raise ValueError(
+                f"head outputs {num_classes} classes and {pred_logits.shape[-1]} box channels, loss expects "
+                f"{self.num_classes} and {4 * self.reg_max}"
+            )
+        anchors = out.anchor_points.float()
+        strides = out.strides.float().unsqueeze(-1)  # [N, 1]
+        pred_boxes = distance_to_xyxy(
+            anchors, dfl_decode(pred_logits, self.reg_max) * strides
+        )  # [B, N, 4] px
+
+        gt_boxes, gt_labels, gt_mask = pad_targets(boxes.float(), cls, batch_idx, batch)
+        target = self.assigner(
+            cls_logits.detach().sigmoid(),
+            pred_boxes.detach(),
+            anchors,
+            gt_labels,
+            gt_boxes,
+            gt_mask,
+            out.strides,
+        )
+        score_sum = target.scores.sum().clamp(min=1)
+
+        bce = F.binary_cross_entropy_with_logits(cls_logits, target.scores, reduction="none")  # [B, N, C]
+        if self.class_weights is not None:
+            bce = bce * self.class_weights
+        loss_cls = bce.sum() / score_sum
+
+        fg = target.fg_mask
+        weight = target.scores.sum(-1)[fg]  # [K]: each positive counts by its soft target
+        fg_pred, fg_target = pred_boxes[fg], target.boxes[fg]
+        loss_box = ((1 - aligned_iou(fg_pred, fg_target, kind="ciou")) * weight).sum() / score_sum
+        target_dist = xyxy_to_distance(anchors, target.boxes) / strides  # [B, N, 4] in stride units
+        loss_dfl = (dfl_loss(pred_logits[fg], target_dist[fg], self.reg_max) * weight).sum() / score_sum
+
+        terms = {
+            "box": self.box_gain * loss_box,
+            "dfl": self.dfl_gain * loss_dfl,
+            "cls": self.cls_gain * loss_cls,
+        }
+        if out.obj is not None:
+            obj_logits = out.obj.float().squeeze(-1)  # [B, N]
+            obj_target = torch.zeros_like(obj_logits)
+            obj_target[fg] = aligned_iou(fg_pred.detach(), fg_target, kind="iou").clamp(0, 1)
+            terms["obj"] = self.obj_gain * F.binary_cross_entropy_with_logits(obj_logits, obj_target)
+        total = sum(terms.values()) * batch
+        return total, {name: value.detach() for name, value in terms.items()}
