@@ -3,6 +3,7 @@
 from detforge import models as _models  # noqa: F401  (registers the packaged parts)
 from detforge.config import ModelConfig, load_config
 from detforge.errors import DetforgeError
+from detforge.io.weights import load, save_weights
 from detforge.models.build import build_model, create_model
 from detforge.models.detector import Detector
 from detforge.registry import register_backbone, register_head, register_neck
@@ -13,9 +14,11 @@ __all__ = [
     "ModelConfig",
     "build_model",
     "create_model",
+    "load",
     "load_config",
     "register_backbone",
     "register_head",
     "register_neck",
+    "save_weights",
 ]
 __version__ = "0.1.0"
