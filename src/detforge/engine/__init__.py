@@ -1,0 +1,1 @@
+"""Training engine: optimizer, schedules, EMA, checkpoints, distributed helpers and the trainer."""
