@@ -72,15 +72,15 @@ class TaskAlignedAssigner(nn.Module):
         pred_scores: torch.Tensor,
         pred_boxes: torch.Tensor,
         anchor_points: torch.Tensor,
-        gt_labels: torch.Tensor,
         gt_boxes: torch.Tensor,
+        gt_labels: torch.Tensor,
         gt_mask: torch.Tensor,
         strides: torch.Tensor | None = None,
     ) -> Assignment:
         """Assign a batch.
 
         pred_scores: `[B, N, C]` class probabilities (after sigmoid). pred_boxes: `[B, N, 4]` xyxy
-        pixels. anchor_points: `[N, 2]` pixels. gt_labels `[B, M]`, gt_boxes `[B, M, 4]` xyxy pixels,
+        pixels. anchor_points: `[N, 2]` pixels. gt_boxes `[B, M, 4]` xyxy pixels, gt_labels `[B, M]`,
         gt_mask `[B, M]` bool: the padded output of `pad_targets`. strides: `[N]`, used for `min_side`.
         """
         batch, anchors, num_classes = pred_scores.shape

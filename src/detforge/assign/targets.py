@@ -7,18 +7,29 @@ tensor operations instead of a Python loop over images.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+
+
+class PaddedTargets(NamedTuple):
+    """Targets padded to M slots per image (M = largest box count in the batch, possibly 0).
+
+    boxes: `[B, M, 4]` xyxy pixels (zeros in padding). labels: `[B, M]` int64. mask: `[B, M]` bool,
+    False for padding. The field order is the assigner's argument order, so `*padded` passes it on.
+    """
+
+    boxes: torch.Tensor
+    labels: torch.Tensor
+    mask: torch.Tensor
 
 
 def pad_targets(
     boxes: torch.Tensor, cls: torch.Tensor, batch_idx: torch.Tensor, batch_size: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scatter flat targets into padded per-image slots.
+) -> PaddedTargets:
+    """Scatter flat targets into padded per-image slots, keeping their order within an image.
 
     boxes: `[T, 4]` xyxy pixels; cls: `[T]` class ids; batch_idx: `[T]` image of each box, any order.
-    Returns gt_boxes `[B, M, 4]`, gt_labels `[B, M]` (int64) and gt_mask `[B, M]` (bool, False for
-    padding), with M the largest box count of any image (0 when there are no boxes). Boxes keep
-    their relative order within an image.
     """
     device = boxes.device
     batch_idx = batch_idx.long()
@@ -28,7 +39,7 @@ def pad_targets(
     gt_labels = torch.zeros(batch_size, max_count, dtype=torch.long, device=device)
     gt_mask = torch.zeros(batch_size, max_count, dtype=torch.bool, device=device)
     if max_count == 0:
-        return gt_boxes, gt_labels, gt_mask
+        return PaddedTargets(gt_boxes, gt_labels, gt_mask)
     order = torch.argsort(batch_idx, stable=True)
     image = batch_idx[order]
     first_of_image = torch.cumsum(counts, 0) - counts  # index in `order` where each image starts
@@ -36,4 +47,4 @@ def pad_targets(
     gt_boxes[image, slot] = boxes[order]
     gt_labels[image, slot] = cls[order].long()
     gt_mask[image, slot] = True
-    return gt_boxes, gt_labels, gt_mask
+    return PaddedTargets(gt_boxes, gt_labels, gt_mask)

@@ -92,16 +92,8 @@ class DetectionLoss(nn.Module):
             anchors, dfl_decode(pred_logits, self.reg_max) * strides
         )  # [B, N, 4] px
 
-        gt_boxes, gt_labels, gt_mask = pad_targets(boxes.float(), cls, batch_idx, batch)
-        target = self.assigner(
-            cls_logits.detach().sigmoid(),
-            pred_boxes.detach(),
-            anchors,
-            gt_labels,
-            gt_boxes,
-            gt_mask,
-            out.strides,
-        )
+        gts = pad_targets(boxes.float(), cls, batch_idx, batch)
+        target = self.assigner(cls_logits.detach().sigmoid(), pred_boxes.detach(), anchors, *gts, out.strides)
         score_sum = target.scores.sum().clamp(min=1)
 
         bce = F.binary_cross_entropy_with_logits(cls_logits, target.scores, reduction="none")  # [B, N, C]
