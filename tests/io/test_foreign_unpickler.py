@@ -7,8 +7,10 @@ import codecs
 import collections
 import functools
 import os
+import pathlib
 import subprocess
 import sys
+import types
 import zipfile
 
 import numpy as np
@@ -137,6 +139,9 @@ def test_plain_data_round_trips(tmp_path):
         "device": torch.device("cpu"),
         "dtype": torch.float16,
         "none": None,
+        "path": pathlib.PosixPath("/runs/train/exp"),
+        "windows_path": pathlib.PureWindowsPath("C:/runs/exp"),
+        "namespace": types.SimpleNamespace(lr=0.01, epochs=3),
     }
     path = tmp_path / "data.pt"
     torch.save(data, path)
@@ -146,8 +151,23 @@ def test_plain_data_round_trips(tmp_path):
         assert loaded[key].dtype == data[key].dtype and torch.equal(loaded[key], data[key])
     assert isinstance(loaded["param"], nn.Parameter) and torch.equal(loaded["param"], data["param"])
     assert np.array_equal(loaded["np_array"], data["np_array"]) and loaded["np_scalar"] == 0.25
-    for key in ("ordered", "set", "frozen", "bytes", "complex", "size", "device", "dtype", "none"):
+    for key in (
+        "ordered",
+        "set",
+        "frozen",
+        "bytes",
+        "complex",
+        "size",
+        "device",
+        "dtype",
+        "none",
+        "namespace",
+    ):
         assert loaded[key] == data[key]
+    assert loaded["path"] == pathlib.PurePosixPath("/runs/train/exp") and not isinstance(
+        loaded["path"], pathlib.Path
+    )
+    assert loaded["windows_path"] == data["windows_path"]
 
 
 class Scaler(nn.Module):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import _compat_pickle
 import codecs
 import collections
-import logging
+import pathlib
 import pickle
 import types
 import zipfile
@@ -33,8 +33,6 @@ import numpy as np
 import torch
 
 from detforge.errors import UnsafeCheckpointError, WeightsError
-
-logger = logging.getLogger(__name__)
 
 STANDIN_NAMESPACES = ("ultralytics", "torch.nn.modules")
 """Packages whose classes (at any depth) become inert stand-ins instead of being imported."""
@@ -99,6 +97,12 @@ def _allowed_globals() -> dict[str, Any]:
         "builtins.complex": complex,
         "builtins.slice": slice,
         "_codecs.encode": _latin1_encode,
+        # Paths in saved training args: rebuilt as pure paths, which never touch the filesystem.
+        "pathlib.PosixPath": pathlib.PurePosixPath,
+        "pathlib.PurePosixPath": pathlib.PurePosixPath,
+        "pathlib.WindowsPath": pathlib.PureWindowsPath,
+        "pathlib.PureWindowsPath": pathlib.PureWindowsPath,
+        "types.SimpleNamespace": types.SimpleNamespace,
         "torch.Size": torch.Size,
         "torch.device": torch.device,
         "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
