@@ -58,7 +58,7 @@ def save_weights(model: Detector, path: str | Path, metadata: dict[str, str] | N
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     _check_fits_config(model, tensors, path)
-    _write_atomic(path, safetensors_bytes(tensors, metadata=header))
+    write_atomic(path, safetensors_bytes(tensors, metadata=header))
     logger.debug("wrote %d tensors to %s", len(tensors), path)
     return path
 
@@ -85,7 +85,7 @@ def _expected_shapes(config_json: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Temp file in the destination folder + fsync + os.replace: readers see the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
