@@ -78,22 +78,30 @@ class DetectionLoss(nn.Module):
         all targets of the batch. Returns the total to backpropagate, `(Σ gain·term) · B`, and the
         gain-weighted terms, detached: {"box", "dfl", "cls"} plus "obj" when the head has one.
         """
-        pred_logits = out.box.float()
+        with torch.autocast(out.cls.device.type, enabled=False):  # box geometry and BCE sums need fp32
+            terms = self._terms(out, boxes, cls, batch_idx)
+        total = sum(terms.values()) * out.cls.shape[0]
+        return total, {name: value.detach() for name, value in terms.items()}
+
+    def _terms(
+        self, out: HeadOutput, boxes: torch.Tensor, cls: torch.Tensor, batch_idx: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        box_logits = out.box.float()
         cls_logits = out.cls.float()
         batch, _, num_classes = cls_logits.shape
-        if num_classes != self.num_classes or pred_logits.shape[-1] != 4 * self.reg_max:
+        if num_classes != self.num_classes or box_logits.shape[-1] != 4 * self.reg_max:
             raise ValueError(
-                f"head outputs {num_classes} classes and {pred_logits.shape[-1]} box channels, loss expects "
+                f"head outputs {num_classes} classes and {box_logits.shape[-1]} box channels, loss expects "
                 f"{self.num_classes} and {4 * self.reg_max}"
             )
         anchors = out.anchor_points.float()
         strides = out.strides.float().unsqueeze(-1)  # [N, 1]
-        pred_boxes = distance_to_xyxy(
-            anchors, dfl_decode(pred_logits, self.reg_max) * strides
-        )  # [B, N, 4] px
-
-        gts = pad_targets(boxes.float(), cls, batch_idx, batch)
-        target = self.assigner(cls_logits.detach().sigmoid(), pred_boxes.detach(), anchors, *gts, out.strides)
+        with torch.no_grad():  # the assigner sees every anchor; gradients flow only through positives below
+            pred_boxes = distance_to_xyxy(
+                anchors, dfl_decode(box_logits, self.reg_max) * strides
+            )  # [B, N, 4]
+            gts = pad_targets(boxes.float(), cls, batch_idx, batch)
+            target = self.assigner(cls_logits.sigmoid(), pred_boxes, anchors, *gts, out.strides)
         score_sum = target.scores.sum().clamp(min=1)
 
         bce = F.binary_cross_entropy_with_logits(cls_logits, target.scores, reduction="none")  # [B, N, C]
@@ -102,11 +110,15 @@ class DetectionLoss(nn.Module):
         loss_cls = bce.sum() / score_sum
 
         fg = target.fg_mask
+        fg_anchor = fg.nonzero(as_tuple=True)[1]
+        fg_logits, fg_target = box_logits[fg], target.boxes[fg]  # [K, 4*reg_max], [K, 4]
+        fg_pred = distance_to_xyxy(
+            anchors[fg_anchor], dfl_decode(fg_logits, self.reg_max) * strides[fg_anchor]
+        )
         weight = target.scores.sum(-1)[fg]  # [K]: each positive counts by its soft target
-        fg_pred, fg_target = pred_boxes[fg], target.boxes[fg]
         loss_box = ((1 - aligned_iou(fg_pred, fg_target, kind="ciou")) * weight).sum() / score_sum
-        target_dist = xyxy_to_distance(anchors, target.boxes) / strides  # [B, N, 4] in stride units
-        loss_dfl = (dfl_loss(pred_logits[fg], target_dist[fg], self.reg_max) * weight).sum() / score_sum
+        target_dist = xyxy_to_distance(anchors[fg_anchor], fg_target) / strides[fg_anchor]  # stride units
+        loss_dfl = (dfl_loss(fg_logits, target_dist, self.reg_max) * weight).sum() / score_sum
 
         terms = {
             "box": self.box_gain * loss_box,
@@ -118,5 +130,4 @@ class DetectionLoss(nn.Module):
             obj_target = torch.zeros_like(obj_logits)
             obj_target[fg] = aligned_iou(fg_pred.detach(), fg_target, kind="iou").clamp(0, 1)
             terms["obj"] = self.obj_gain * F.binary_cross_entropy_with_logits(obj_logits, obj_target)
-        total = sum(terms.values()) * batch
-        return total, {name: value.detach() for name, value in terms.items()}
+        return terms
