@@ -114,13 +114,14 @@ def test_objectness_targets_are_the_iou_of_the_assigned_box():
         HeadOutput(out.box, out.cls, obj, out.anchor_points, out.strides), boxes, cls, batch_idx
     )
     total.backward()
-    batch, n = obj.shape[:2]
-    target = 0.5 - obj.grad.squeeze(-1) * n / gain  # mean over B·N, times B, undone
-
     # Recompute the assignment, then the IoUs with torchvision.
+    batch = obj.shape[0]
     pred_boxes = distance_to_xyxy(out.anchor_points, dfl_decode(out.box, REG_MAX) * out.strides[:, None])
     gts = pad_targets(boxes, cls, batch_idx, batch)
     assigned = TaskAlignedAssigner()(out.cls.sigmoid(), pred_boxes, out.anchor_points, *gts, out.strides)
+    score_sum = assigned.scores.sum().clamp(min=1)
+    target = 0.5 - obj.grad.squeeze(-1) * score_sum / (gain * batch)  # undo the sum / score_sum, times B
+
     fg = assigned.fg_mask
     assert fg.sum() > 10
     expected = box_iou(pred_boxes[fg], assigned.boxes[fg]).diagonal()
@@ -136,10 +137,10 @@ def test_no_targets_leaves_only_background_classification():
     empty = torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
     total, items = DetectionLoss(3)(out, *empty)
     assert items["box"] == 0 and items["dfl"] == 0
-    # Nothing is positive: cls is BCE towards 0 summed (target mass clamps to 1); obj is BCE towards 0 averaged.
+    # Nothing is positive: cls and obj are BCE towards 0, summed (the target mass clamps to 1).
     expected_cls = 0.5 * nn.functional.softplus(out.cls).sum()
     assert items["cls"].item() == pytest.approx(expected_cls.item(), rel=1e-5)
-    assert items["obj"].item() == pytest.approx(nn.functional.softplus(out.obj).mean().item(), rel=1e-5)
+    assert items["obj"].item() == pytest.approx(nn.functional.softplus(out.obj).sum().item(), rel=1e-5)
     total.backward()
     assert box.grad is not None and box.grad.abs().sum() == 0
 

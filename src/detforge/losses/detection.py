@@ -34,9 +34,11 @@ class DetectionLoss(nn.Module):
     classes of an imbalanced dataset. assigner: defaults to `TaskAlignedAssigner()`.
 
     Objectness (heads with an obj branch): BCE towards the IoU of the predicted box with its
-    assigned gt on foreground anchors and 0 elsewhere, averaged over all anchors. An IoU target,
-    rather than the 0/1 foreground mask, makes obj·cls rank boxes by localisation quality, the
-    same intent as the soft class targets.
+    assigned gt on foreground anchors and 0 elsewhere, summed over all anchors and divided by the
+    same target-score mass as the other terms (as YOLOX divides by the positive count), so obj
+    learns at the pace of cls; a plain mean over ~10⁴ anchors would leave it nearly untrained.
+    An IoU target, rather than the 0/1 foreground mask, makes obj·cls rank boxes by localisation
+    quality, the same intent as the soft class targets.
     """
 
     def __init__(
@@ -129,5 +131,6 @@ class DetectionLoss(nn.Module):
             obj_logits = out.obj.float().squeeze(-1)  # [B, N]
             obj_target = torch.zeros_like(obj_logits)
             obj_target[fg] = aligned_iou(fg_pred.detach(), fg_target, kind="iou").clamp(0, 1)
-            terms["obj"] = self.obj_gain * F.binary_cross_entropy_with_logits(obj_logits, obj_target)
+            obj_bce = F.binary_cross_entropy_with_logits(obj_logits, obj_target, reduction="sum")
+            terms["obj"] = self.obj_gain * obj_bce / score_sum
         return terms
