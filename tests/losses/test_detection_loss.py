@@ -8,7 +8,7 @@ from torch import nn
 from torchvision.ops import box_iou
 
 from detforge.assign import TaskAlignedAssigner, pad_targets
-from detforge.errors import ConfigError
+from detforge.errors import ConfigError, DataError
 from detforge.losses import DetectionLoss
 from detforge.models.heads.base import HeadOutput
 from detforge.ops.boxes import dfl_decode, distance_to_xyxy
@@ -202,3 +202,18 @@ def test_rejects_a_head_that_does_not_fit():
     out, boxes, cls, batch_idx = random_problem(seed=10)
     with pytest.raises(ValueError, match="classes"):
         DetectionLoss(5)(out, boxes, cls, batch_idx)
+
+
+def test_rejects_class_ids_the_model_does_not_have():
+    out, boxes, cls, batch_idx = random_problem(seed=11)
+    cls = cls.clone()
+    cls[0] = 3
+    with pytest.raises(DataError, match="class id 3, outside 0..2"):
+        DetectionLoss(3)(out, boxes, cls, batch_idx)
+
+
+def test_accepts_class_and_image_columns():
+    out, boxes, cls, batch_idx = random_problem(seed=12)
+    _, flat = DetectionLoss(3)(out, boxes, cls, batch_idx)
+    _, columns = DetectionLoss(3)(out, boxes, cls.float().view(-1, 1), batch_idx.float().view(-1, 1))
+    assert all(torch.equal(flat[k], columns[k]) for k in flat)

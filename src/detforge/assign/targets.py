@@ -32,7 +32,7 @@ def pad_targets(
     boxes: `[T, 4]` xyxy pixels; cls: `[T]` class ids; batch_idx: `[T]` image of each box, any order.
     """
     device = boxes.device
-    batch_idx = batch_idx.long()
+    batch_idx, cls = batch_idx.reshape(-1).long(), cls.reshape(-1)  # also accept `[T, 1]` columns
     counts = torch.bincount(batch_idx, minlength=batch_size)
     max_count = int(counts.max()) if batch_idx.numel() else 0
     gt_boxes = boxes.new_zeros(batch_size, max_count, 4)

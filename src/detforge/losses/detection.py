@@ -17,7 +17,7 @@ from torch import nn
 
 from detforge.assign.tal import TaskAlignedAssigner
 from detforge.assign.targets import pad_targets
-from detforge.errors import ConfigError
+from detforge.errors import ConfigError, DataError
 from detforge.losses.dfl import dfl_loss
 from detforge.ops.boxes import dfl_decode, distance_to_xyxy, xyxy_to_distance
 from detforge.ops.iou import aligned_iou
@@ -96,6 +96,13 @@ class DetectionLoss(nn.Module):
                 f"head outputs {num_classes} classes and {box_logits.shape[-1]} box channels, loss expects "
                 f"{self.num_classes} and {4 * self.reg_max}"
             )
+        if cls.numel():
+            low, high = (int(v) for v in torch.aminmax(cls.detach()))
+            if low < 0 or high >= num_classes:
+                raise DataError(
+                    f"a target has class id {low if low < 0 else high}, outside 0..{num_classes - 1}; "
+                    "check the dataset labels against the model's num_classes"
+                )
         anchors = out.anchor_points.float()
         strides = out.strides.float().unsqueeze(-1)  # [N, 1]
         with torch.no_grad():  # the assigner sees every anchor; gradients flow only through positives below
