@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from detforge.ops.boxes import distance_to_xyxy
+
 PRIOR_OBJECTS_PER_IMAGE = 5  # bias prior: about 5 objects per 640-px image, spread over the classes
 PRIOR_IMAGE_SIZE = 640
 
@@ -109,8 +111,7 @@ class DetectionHead(nn.Module):
 
     def decode(self, out: HeadOutput) -> torch.Tensor:
         """`HeadOutput` → `[B, N, 4 + C]`: xyxy boxes in input pixels, then class scores in [0, 1]."""
-        dist = self.dfl(out.box) * out.strides[:, None]
-        boxes = torch.cat((out.anchor_points - dist[..., :2], out.anchor_points + dist[..., 2:]), dim=-1)
+        boxes = distance_to_xyxy(out.anchor_points, self.dfl(out.box) * out.strides[:, None])
         scores = out.cls.sigmoid()
         if out.obj is not None:
             scores = scores * out.obj.sigmoid()
