@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "detforge.commands.info",
     "detforge.commands.convert",
     "detforge.commands.demo",
+    "detforge.commands.data",
 )
 
 
