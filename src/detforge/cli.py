@@ -17,8 +17,11 @@ from detforge.errors import DetforgeError
 COMMAND_MODULES = (
     "detforge.commands.info",
     "detforge.commands.convert",
+    "detforge.commands.train",
     "detforge.commands.demo",
     "detforge.commands.data",
+    "detforge.commands.val",
+    "detforge.commands.predict",
 )
 
 

@@ -1,0 +1,116 @@
+"""`detforge train`: train a detector on a dataset (DDP with --devices N or under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+MODEL_SECTIONS = ("backbone.", "neck.", "head.", "names", "scale")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a detector",
+        description="Train a detector. Writes best/last weights (safetensors), results.csv, plots and the "
+        "resolved config to runs/train/NAME. Every training setting can be given in a YAML file (--cfg) or "
+        "with --set KEY=VALUE (e.g. --set lr0=0.02 --set augment.mosaic=0.5 --set head.reg_max=8).",
+    )
+    p.add_argument("--model", help="packaged name (yolov8n, yolov8s-p2, ...), model YAML, or weights to fine-tune")
+    p.add_argument("--data", help="data.yaml (YOLO), COCO json, or VOC folder")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--imgsz", type=int)
+    p.add_argument("--batch", type=int, help="images per batch per process")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, help="data-loading processes per training process")
+    p.add_argument("--name", help="run name (folder under --project)")
+    p.add_argument("--project", help="parent folder of runs (default runs/train)")
+    p.add_argument("--weights", help="initial weights (.safetensors, or an Ultralytics .pt imported safely)")
+    p.add_argument("--freeze", choices=["none", "backbone", "backbone+neck"])
+    p.add_argument("--optimizer", choices=["auto", "sgd", "adamw"])
+    p.add_argument("--lr0", type=float)
+    p.add_argument("--patience", type=int, help="stop after this many epochs without improvement (0 = never)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--deterministic", action="store_true", default=None, help="reproducible kernels (slower)")
+    p.add_argument("--cos-lr", dest="cos_lr", action="store_true", default=None, help="cosine lr decay")
+    p.add_argument("--sync-bn", dest="sync_bn", action="store_true", default=None, help="SyncBatchNorm under DDP")
+    p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None)
+    p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="disable mixed precision")
+    p.add_argument("--exist-ok", dest="exist_ok", action="store_true", default=None, help="reuse the run folder")
+    p.add_argument("--cfg", help="YAML file of training settings (command-line flags win)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training setting or a model config key (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run exactly where it stopped")
+    p.add_argument("--devices", type=int, default=1, help="processes for DDP; >1 relaunches under torchrun")
+    p.set_defaults(run=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> dict:
+    """Merge --cfg file, explicit flags and --set overrides into one settings dict."""
+    from detforge.config import parse_override, set_by_path
+    from detforge.engine.train_config import load_train_yaml
+
+    settings = load_train_yaml(args.cfg) if args.cfg else {}
+    skip = {"cfg", "overrides", "resume", "devices", "run", "command", "verbose", "argv"}
+    settings.update({k: v for k, v in vars(args).items() if k not in skip and v is not None})
+    model_overrides = list(settings.get("overrides", []))
+    for text in args.overrides:
+        key, value = parse_override(text)
+        if key.startswith(MODEL_SECTIONS):
+            model_overrides.append(text)
+        else:
+            if "." in key:
+                settings.setdefault(key.split(".")[0], {})
+            set_by_path(settings, key, value)
+    settings["overrides"] = model_overrides
+    return settings
+
+
+def relaunch_with_torchrun(args: argparse.Namespace) -> int:
+    """`--devices N` → `torchrun --nproc-per-node N -m detforge train ...` (same arguments)."""
+    argv = list(args.argv)
+    while "--devices" in argv:
+        i = argv.index("--devices")
+        del argv[i:i + 2]
+    argv = [a for a in argv if not a.startswith("--devices=")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.devices}",
+           "-m", "detforge", *argv]
+    return subprocess.call(cmd)
+
+
+def run(args: argparse.Namespace) -> int:
+    from detforge.engine import distributed
+    from detforge.engine.train_config import make_train_config
+    from detforge.engine.trainer import Trainer
+    from detforge.errors import ConfigError
+
+    if args.devices > 1 and not distributed.launched_by_torchrun():
+        return relaunch_with_torchrun(args)
+    if args.resume:
+        trainer = Trainer.resume(args.resume)
+    else:
+        settings = settings_from_args(args)
+        if not settings.get("data"):
+            raise ConfigError("train needs a dataset: --data path/to/data.yaml (try `detforge data synth` for one)")
+        trainer = Trainer(make_train_config(settings, args.cfg or "arguments"))
+    result = trainer.train()
+    if distributed.is_main():
+        print_summary(result)
+    return 0
+
+
+def print_summary(result) -> None:
+    m = result.metrics
+    lines = [
+        "",
+        f"Training finished: {result.epochs_run} epochs, results in {result.run_dir}",
+        (f"  mAP50-95 {m.get('mAP50-95', float('nan')):.4f}   mAP50 {m.get('mAP50', float('nan')):.4f}   "
+        f"P {m.get('precision') or 0:.3f}   R {m.get('recall') or 0:.3f}"),
+        f"  best weights  {result.best}",
+        f"  last weights  {result.last}  (resume: detforge train --resume {result.run_dir})",
+        f"  curves        {result.run_dir / 'results.png'}  ({result.run_dir / 'results.csv'})",
+        f"  val plots     {result.run_dir / 'PR_curve.png'}, F1_curve.png, confusion_matrix_normalized.png",
+        f"  train batch   {result.run_dir / 'train_batch0.png'}",
+    ]
+    print("\n".join(lines))

@@ -1,0 +1,61 @@
+"""Per-epoch results: `results.csv` next to the run and a loss / metric plot of it."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+class ResultsLog:
+    """Appends one row per epoch; the header comes from the first row's keys."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def append(self, row: dict[str, float]) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+
+    def rows(self) -> list[dict[str, float]]:
+        if not self.path.exists():
+            return []
+        with self.path.open() as fh:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop rows past `epoch` (1-based): a resumed run rewrites what the killed one had not saved."""
+        kept = [r for r in self.rows() if r["epoch"] <= epoch]
+        self.path.unlink(missing_ok=True)
+        for row in kept:
+            self.append({k: int(v) if k == "epoch" else v for k, v in row.items()})
+
+
+def plot_results(log: ResultsLog, path: str | Path) -> Path | None:
+    """One panel per column (losses, precision/recall, mAPs) against epoch."""
+    rows = log.rows()
+    if not rows:
+        return None
+    keys = [k for k in rows[0] if k != "epoch" and not k.startswith("lr/") and k != "time"]
+    cols = min(len(keys), 5)
+    n_rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(3.2 * cols, 2.6 * n_rows), squeeze=False)
+    epochs = [r["epoch"] for r in rows]
+    for ax, key in zip(axes.flat, keys):
+        ax.plot(epochs, [r[key] for r in rows], marker="o", markersize=3)
+        ax.set_title(key, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

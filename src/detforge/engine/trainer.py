@@ -1,0 +1,340 @@
+"""The training loop: data → model → TAL loss → optimizer, with EMA, warmup, validation,
+atomic checkpoints, exact resume, early stopping and DDP.
+
+Everything a run produces goes to its folder (`runs/train/NAME/`): weights/best.safetensors
+and weights/last.safetensors (EMA weights, loadable with `detforge.load`),
+weights/last_state.safetensors (everything needed to resume), results.csv and plots,
+a mosaic of the first training batch, and the resolved configs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+import detforge
+from detforge.config import set_by_path, validate_config
+from detforge.data import build_dataloader, load_dataset_spec
+from detforge.engine import distributed
+from detforge.engine.checkpoint import load_train_state, restore_train_state, save_train_state
+from detforge.engine.ema import ModelEMA, unwrap
+from detforge.engine.finetune import freeze, read_pretrained, transfer_weights
+from detforge.engine.lr import WarmupSchedule
+from detforge.engine.optim import build_optimizer, resolve_auto
+from detforge.engine.results import ResultsLog, plot_results
+from detforge.engine.train_config import TrainConfig, make_train_config
+from detforge.engine.validate import images_to_float, validate
+from detforge.errors import ConfigError
+from detforge.infer.annotate import plot_batch
+from detforge.io.weights import save_weights, write_atomic
+from detforge.losses import DetectionLoss, NonFiniteGuard
+
+log = logging.getLogger(__name__)
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: CUDA is not available on this machine; use --device cpu")
+    if name.startswith("cuda") and distributed.launched_by_torchrun():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def next_run_dir(config: TrainConfig) -> Path:
+    """runs/train/NAME, or NAME2, NAME3... if it exists (unless exist_ok)."""
+    base = config.run_dir()
+    if config.exist_ok or not base.exists():
+        return base
+    n = 2
+    while base.with_name(f"{base.name}{n}").exists():
+        n += 1
+    return base.with_name(f"{base.name}{n}")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best: Path
+    last: Path
+    epochs_run: int
+    best_fitness: float
+    metrics: dict = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)  # mean total loss per epoch (for determinism checks)
+
+
+class Trainer:
+    """`Trainer(config).train()`; `Trainer.resume(run_dir).train()` continues a stopped run."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path | None = None, resume_state: tuple | None = None):
+        self.config = config
+        self.device = select_device(config.device)
+        self.rank, self.world = distributed.setup(self.device)
+        self.main = self.rank == 0
+        self.resume_state = resume_state
+        self.run_dir = run_dir or next_run_dir(config)
+        if run_dir is None:
+            # every rank must agree on the folder that rank 0 picked
+            self.run_dir = Path(distributed.broadcast_object(str(self.run_dir)))
+        self.weights_dir = self.run_dir / "weights"
+
+    @classmethod
+    def resume(cls, run_dir: str | Path) -> Trainer:
+        run_dir = Path(run_dir)
+        state = load_train_state(run_dir / "weights" / "last_state.safetensors")
+        config = make_train_config(state[1]["info"]["train_config"], str(run_dir))
+        return cls(config, run_dir, state)
+
+    # ----------------------------------------------------------------- setup
+    def _build_model(self, names: list[str]) -> nn.Module:
+        """A fresh model for the dataset's classes; from a weights file, its architecture and weights."""
+        c = self.config
+        if Path(c.model).suffix in (".safetensors", ".pt"):
+            source = read_pretrained(c.model)
+            config = source.config.model_dump()
+            for key, value in {"names": names, "head.num_classes": len(names)}.items():
+                set_by_path(config, key, value)
+            model = detforge.build_model(validate_config(config, c.model))
+            transfer_weights(model, source, c.model)
+        else:
+            model = detforge.create_model(c.model, names=names, overrides=c.overrides)
+        if c.weights:
+            transfer_weights(model, read_pretrained(c.weights), c.weights)
+        freeze(model, c.freeze)
+        return model
+
+    def _setup(self) -> None:
+        c = self.config
+        seed_everything(c.seed + self.rank, c.deterministic)
+        self.spec = load_dataset_spec(c.data)
+        self.names = list(self.spec.names)
+        model = self._build_model(self.names).to(self.device)
+        if c.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if c.sync_bn and self.world > 1:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model
+        self.train_loader = build_dataloader(self.spec, split="train", imgsz=c.imgsz, batch_size=c.batch,
+                                             augment=True, hyp=c.augment, workers=c.workers, shuffle=True,
+                                             seed=c.seed, distributed=self.world > 1)
+        self.val_loader = build_dataloader(self.spec, split="val", imgsz=c.imgsz, batch_size=c.batch * 2,
+                                           augment=False, workers=c.workers, shuffle=False, rect=True,
+                                           seed=c.seed) if self.main else None
+        head = model.head
+        self.loss_fn = DetectionLoss(head.num_classes, head.reg_max, c.box, c.dfl, c.cls, c.obj, c.class_weights,
+                                     assigner=_assigner(c))
+        self.accumulate = max(round(c.nbs / (c.batch * self.world)), 1)
+        iterations = math.ceil(len(self.train_loader.dataset) / max(c.batch * self.world, 1) / self.accumulate) \
+            * c.epochs
+        name, lr0, momentum = resolve_auto(c.optimizer, c.lr0, c.momentum, head.num_classes, iterations)
+        weight_decay = c.weight_decay * c.batch * self.world * self.accumulate / c.nbs
+        self.optimizer = build_optimizer(model, name, lr0, momentum, weight_decay)
+        batches = len(self.train_loader)
+        self.schedule = WarmupSchedule(self.optimizer, lr0, c.epochs, c.lrf, c.cos_lr,
+                                       max(round(c.warmup_epochs * batches), 100) if c.warmup_epochs > 0 else 0,
+                                       c.warmup_bias_lr, c.warmup_momentum, momentum)
+        self.ema = ModelEMA(model, c.ema_decay, c.ema_tau)
+        self.amp_dtype = torch.bfloat16 if c.amp_dtype == "bf16" else torch.float16
+        self.use_amp = c.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.guard = NonFiniteGuard(c.max_nonfinite)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.start_epoch, self.best_fitness, self.epochs_without_gain = 0, -1.0, 0
+        self.results = ResultsLog(self.run_dir / "results.csv")
+        self.loss_history: list[float] = []
+        if self.resume_state is not None:
+            info = restore_train_state(*self.resume_state, model=unwrap(self.model), ema=self.ema,
+                                       optimizer=self.optimizer, scaler=self.scaler)
+            self.start_epoch = info["epoch"] + 1
+            self.best_fitness = info["best_fitness"]
+            self.epochs_without_gain = info["epochs_without_gain"]
+            self.loss_history = info["loss_history"]
+            if self.main:
+                self.results.truncate_after(self.start_epoch)
+                log.info("resuming %s from epoch %d/%d", self.run_dir, self.start_epoch + 1, c.epochs)
+
+    def _write_run_files(self) -> None:
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        resolved = {"train": self.config.model_dump(mode="json"),
+                    "model": unwrap(self.model).config.model_dump(mode="json")}
+        write_atomic(self.run_dir / "config.json", json.dumps(resolved, indent=2).encode())
+
+    # ----------------------------------------------------------------- loop
+    def train(self) -> TrainResult:
+        self._setup()
+        c = self.config
+        if self.main:
+            self._write_run_files()
+            log.info("training %s on %s (%d train images, %d classes) for %d epochs on %s, results in %s",
+                     unwrap(self.model).config.name, c.data, len(self.train_loader.dataset), len(self.names),
+                     c.epochs, self.device, self.run_dir)
+        metrics: dict = {}
+        epoch = self.start_epoch - 1
+        try:
+            for epoch in range(self.start_epoch, c.epochs):
+                losses = self._train_epoch(epoch)
+                metrics = self._end_epoch(epoch, losses)
+                if distributed.broadcast_object(self._should_stop()):
+                    log.info("no improvement for %d epochs: stopping early", c.patience)
+                    break
+        finally:
+            distributed.barrier()
+        result = TrainResult(self.run_dir, self.weights_dir / "best.safetensors",
+                             self.weights_dir / "last.safetensors", epoch + 1, self.best_fitness, metrics,
+                             self.loss_history)
+        if self.main:
+            self._finish(result)
+        distributed.cleanup()
+        return result
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        c = self.config
+        model, loader = self.model, self.train_loader
+        if epoch >= c.epochs - c.augment.close_mosaic:
+            loader.dataset.close_mosaic()
+        set_epoch(loader, epoch)
+        model.train()
+        batches = len(loader)
+        sums: dict[str, float] = {}
+        seen, start = 0, time.perf_counter()
+        bar = tqdm(loader, total=batches, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not self.main,
+                   dynamic_ncols=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, batch in enumerate(bar):
+            iteration = epoch * batches + i
+            self.schedule.step(epoch, iteration)
+            images = images_to_float(batch["img"], self.device)
+            if c.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            targets = [batch[k].to(self.device) for k in ("boxes", "cls", "batch_idx")]
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+                output = model(images)
+            loss, items = self.loss_fn(output, *targets)  # computed in float32 even under autocast
+            if not self.guard.check(loss):
+                self.optimizer.zero_grad(set_to_none=True)
+                continue
+            self.scaler.scale(loss * self.world).backward()
+            if (iteration + 1) % self.accumulate == 0 or i == batches - 1:
+                self._optimizer_step()
+            seen += images.shape[0]
+            for k, v in items.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            if self.main:
+                shown = {k: f"{v / (i + 1):.3f}" for k, v in sums.items()}
+                shown["img/s"] = f"{seen * self.world / (time.perf_counter() - start):.1f}"
+                bar.set_postfix(shown, refresh=False)
+        bar.close()
+        means = {k: v / max(batches, 1) for k, v in sums.items()}
+        averaged = distributed.mean_across_ranks(torch.tensor(list(means.values()), dtype=torch.float64))
+        means = dict(zip(means, averaged.tolist()))
+        means["images_per_s"] = seen * self.world / (time.perf_counter() - start)
+        return means
+
+    def _optimizer_step(self) -> None:
+        self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, max_norm=self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.model)
+
+    def _end_epoch(self, epoch: int, losses: dict[str, float]) -> dict:
+        c = self.config
+        metrics: dict = {}
+        final = epoch == c.epochs - 1
+        self.loss_history.append(sum(v for k, v in losses.items() if k != "images_per_s"))
+        if self.main:
+            if (epoch + 1) % c.val_interval == 0 or final:
+                result = validate(self.ema.ema, self.val_loader, self.names, self.device, c.val_conf, c.val_iou,
+                                  c.max_det)
+                metrics = result.summary()
+                fitness = 0.1 * result.map50 + 0.9 * result.map50_95
+                if fitness > self.best_fitness:
+                    self.best_fitness, self.epochs_without_gain = fitness, 0
+                    save_weights(self.ema.ema, self.weights_dir / "best.safetensors", {"epoch": str(epoch + 1)})
+                else:
+                    self.epochs_without_gain += c.val_interval
+                log.info("epoch %d/%d  mAP50-95 %.4f  mAP50 %.4f  P %.3f  R %.3f", epoch + 1, c.epochs,
+                         result.map50_95, result.map50, metrics.get("precision", 0.0), metrics.get("recall", 0.0))
+            self._save(epoch, losses, metrics)
+        distributed.barrier()
+        return metrics
+
+    def _save(self, epoch: int, losses: dict[str, float], metrics: dict) -> None:
+        row = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in losses.items() if k != "images_per_s"}}
+        for key in ("precision", "recall", "mAP50", "mAP50-95"):
+            row[f"metrics/{key}"] = float(metrics.get(key, float("nan")))
+        row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(self.optimizer.param_groups)})
+        row["images_per_s"] = losses["images_per_s"]
+        self.results.append(row)
+        if epoch == self.start_epoch and self.config.plots:
+            self._plot_first_batch()
+        save_weights(self.ema.ema, self.weights_dir / "last.safetensors", {"epoch": str(epoch + 1)})
+        info = {"epoch": epoch, "best_fitness": self.best_fitness, "epochs_without_gain": self.epochs_without_gain,
+                "loss_history": self.loss_history, "train_config": self.config.model_dump(mode="json")}
+        save_train_state(self.weights_dir / "last_state.safetensors", model=unwrap(self.model), ema=self.ema,
+                         optimizer=self.optimizer, scaler=self.scaler, info=info)
+
+    def _plot_first_batch(self) -> None:
+        batch = next(iter(self.train_loader))
+        plot_batch(batch["img"].numpy(), batch["boxes"].numpy(), batch["cls"].numpy(), batch["batch_idx"].numpy(),
+                   self.names, self.run_dir / "train_batch0.png")
+
+    def _should_stop(self) -> bool:
+        return bool(self.config.patience) and self.epochs_without_gain >= self.config.patience
+
+    def _finish(self, result: TrainResult) -> None:
+        """Final validation of the best weights with plots, and the closing summary."""
+        if self.config.plots:
+            plot_results(self.results, self.run_dir / "results.png")
+        if result.best.exists():
+            best = detforge.load(result.best).to(self.device)
+            final = validate(best, self.val_loader, self.names, self.device, self.config.val_conf,
+                             self.config.val_iou, self.config.max_det)
+            if self.config.plots:
+                final.save_plots(self.run_dir)
+            result.metrics = final.summary()
+            log.info("\n%s", final.per_class_table())
+
+
+def set_epoch(loader, epoch: int) -> None:
+    """Make shuffling and augmentation depend on (seed, epoch) only, so a resumed run repeats them."""
+    for owner in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None), loader.dataset):
+        if hasattr(owner, "set_epoch"):
+            owner.set_epoch(epoch)
+
+
+def _assigner(c: TrainConfig):
+    from detforge.assign import TaskAlignedAssigner
+
+    return TaskAlignedAssigner(topk=c.tal_topk, alpha=c.tal_alpha, beta=c.tal_beta)
+
+
+def train(**settings) -> TrainResult:
+    """Python entry point: `detforge.train(model="yolov8n", data="data.yaml", epochs=10)`."""
+    return Trainer(make_train_config(settings)).train()

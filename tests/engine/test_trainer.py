@@ -1,0 +1,119 @@
+"""The training loop: learning, determinism, exact resume, fine-tuning, guards and errors."""
+
+import logging
+
+import pytest
+import torch
+
+import detforge
+from detforge.assign import TaskAlignedAssigner
+from detforge.data import build_dataloader
+from detforge.engine.train_config import make_train_config
+from detforge.engine.trainer import Trainer
+from detforge.errors import ConfigError, TrainingDivergedError
+from detforge.io.weights import read_weights
+from detforge.losses import DetectionLoss
+
+
+def run(settings, **changes):
+    return Trainer(make_train_config({**settings, **changes})).train()
+
+
+class FrozenAssigner(torch.nn.Module):
+    """Repeats its first assignment, so the loss before and after a step compares like with like
+    (TAL re-assigns positives from the predictions, which moves the loss's normalizer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner, self.first = TaskAlignedAssigner(), None
+
+    def forward(self, *args):
+        self.first = self.first or self.inner(*args)
+        return self.first
+
+
+def test_optimizer_steps_lower_the_loss_on_a_fixed_batch(tiny_data, tiny_model):
+    batch = next(iter(build_dataloader(tiny_data, "train", imgsz=64, batch_size=8, augment=False, workers=0,
+                                       progress=False)))
+    images = batch["img"].float() / 255
+    targets = (batch["boxes"], batch["cls"], batch["batch_idx"])
+
+    torch.manual_seed(0)
+    model = detforge.create_model(tiny_model).train()
+    loss_fn = DetectionLoss(2, assigner=FrozenAssigner())
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    before, _ = loss_fn(model(images), *targets)
+    before.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after, _ = loss_fn(model(images), *targets)
+    assert after < before
+
+
+def test_run_writes_everything_and_is_deterministic(settings):
+    first = run(settings, plots=True)
+    folder = first.run_dir
+    for name in ("weights/best.safetensors", "weights/last.safetensors", "weights/last_state.safetensors",
+                 "results.csv", "results.png", "train_batch0.png", "PR_curve.png", "config.json"):
+        assert (folder / name).is_file(), name
+    assert len((folder / "results.csv").read_text().splitlines()) == 1 + 2
+    assert detforge.load(first.best).num_classes == 2
+    second = run(settings)
+    assert second.run_dir != folder  # a new folder, not an overwrite
+    assert first.losses == second.losses and len(first.losses) == 2
+    a, b = read_weights(first.last)[0], read_weights(second.last)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_matches_an_uninterrupted_run(settings, monkeypatch):
+    full = run(settings, epochs=3, name="full")
+
+    original = Trainer._end_epoch
+
+    def stop_after_first_epoch(self, epoch, losses):
+        metrics = original(self, epoch, losses)
+        if epoch == 0:
+            raise KeyboardInterrupt
+        return metrics
+
+    monkeypatch.setattr(Trainer, "_end_epoch", stop_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(settings, epochs=3, name="split")
+    monkeypatch.setattr(Trainer, "_end_epoch", original)
+    resumed = Trainer.resume(full.run_dir.with_name("split")).train()
+    assert resumed.losses == full.losses
+    a, b = read_weights(full.last)[0], read_weights(resumed.last)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len((resumed.run_dir / "results.csv").read_text().splitlines()) == 1 + 3
+
+
+def test_finetune_reinitializes_head_for_other_classes_and_freezes(settings, tiny_data, tmp_path, caplog):
+    base = read_weights(run(settings, epochs=1, name="base").best)[0]
+    # the same architecture trained for 5 classes: everything but the class branch fits the 2-class data
+    five = detforge.create_model(settings["model"], num_classes=5)
+    five.load_state_dict({k: v for k, v in base.items() if not k.startswith("head.cls")}, strict=False)
+    detforge.save_weights(five, tmp_path / "five.safetensors")
+    with caplog.at_level(logging.INFO):
+        tuned = run(settings, epochs=1, name="tuned", weights=str(tmp_path / "five.safetensors"), freeze="backbone")
+    assert "head re-initialized for 2 classes (the weights were trained for 5)" in caplog.text
+    source, result = five.state_dict(), read_weights(tuned.last)[0]
+    assert all(torch.equal(source[k], result[k]) for k in source if k.startswith("backbone.") and "bn.running" not in k
+               and "num_batches" not in k)
+
+
+def test_non_finite_losses_stop_the_run(settings, monkeypatch):
+    from detforge.losses import detection
+
+    monkeypatch.setattr(detection.DetectionLoss, "forward",
+                        lambda self, out, *t: (out.cls.sum() * float("nan"), {"cls": torch.tensor(float("nan"))}))
+    with pytest.raises(TrainingDivergedError):
+        run(settings, max_nonfinite=2)
+
+
+def test_bad_settings_are_one_line_errors(settings):
+    with pytest.raises(ConfigError, match="lr_zero: unknown training setting"):
+        make_train_config({**settings, "lr_zero": 1})
+    with pytest.raises(ConfigError, match="epochs"):
+        make_train_config({**settings, "epochs": "many"})
+    with pytest.raises(ConfigError, match="augment.mosaik"):
+        make_train_config({**settings, "augment": {"mosaik": 0.5}})
