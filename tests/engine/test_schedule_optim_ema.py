@@ -44,9 +44,9 @@ def test_frozen_parameters_are_left_out():
 
 
 def test_auto_optimizer_rule():
-    assert resolve_auto("auto", 0.01, 0.937, 3, 1000) == ("adamw", round(0.002 * 5 / 7, 6), 0.9)
-    assert resolve_auto("auto", 0.01, 0.937, 3, 20000) == ("sgd", 0.01, 0.937)
-    assert resolve_auto("sgd", 0.02, 0.9, 3, 10) == ("sgd", 0.02, 0.9)
+    assert resolve_auto("auto", 0.01, 0.937, 0.1, 3, 1000) == ("adamw", round(0.002 * 5 / 7, 6), 0.9, 0.0)
+    assert resolve_auto("auto", 0.01, 0.937, 0.1, 3, 20000) == ("sgd", 0.01, 0.937, 0.0)
+    assert resolve_auto("sgd", 0.02, 0.9, 0.1, 3, 10) == ("sgd", 0.02, 0.9, 0.1)
 
 
 def test_decay_factor_endpoints():

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("train needs a dataset: --data path/to/data.yaml (try `detforge data synth` for one)")
         trainer = Trainer(make_train_config(settings, args.cfg or "arguments"))
     result = trainer.train()
-    if distributed.is_main():
+    if trainer.main:  # the process group is gone by now, so ask the trainer which rank it was
         print_summary(result)
     return 0
 

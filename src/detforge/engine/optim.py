@@ -30,13 +30,18 @@ def parameter_groups(model: nn.Module) -> tuple[list, list, list]:
     return decay, norm, bias
 
 
-def resolve_auto(name: str, lr0: float, momentum: float, num_classes: int, iterations: int) -> tuple[str, float, float]:
-    """`auto`: AdamW with a class-count-scaled lr for short runs, SGD for long ones (the YOLOv8 rule)."""
+def resolve_auto(name: str, lr0: float, momentum: float, warmup_bias_lr: float, num_classes: int,
+                 iterations: int) -> tuple[str, float, float, float]:
+    """`auto`: AdamW with a class-count-scaled lr for short runs, SGD for long ones (the YOLOv8 rule).
+
+    Returns (optimizer, lr0, momentum, warmup_bias_lr); `auto` starts the bias warmup at zero, since
+    Adam's per-parameter steps make a high bias lr jump the priors.
+    """
     if name != "auto":
-        return name, lr0, momentum
+        return name, lr0, momentum, warmup_bias_lr
     if iterations > 10_000:
-        return "sgd", 0.01, momentum
-    return "adamw", round(0.002 * 5 / (4 + num_classes), 6), 0.9
+        return "sgd", 0.01, momentum, 0.0
+    return "adamw", round(0.002 * 5 / (4 + num_classes), 6), 0.9, 0.0
 
 
 def build_optimizer(model: nn.Module, name: str, lr0: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:

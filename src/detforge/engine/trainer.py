@@ -134,7 +134,10 @@ class Trainer:
         if c.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if c.sync_bn and self.world > 1:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            if self.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            elif self.main:
+                log.warning("sync_bn: SyncBatchNorm needs CUDA; each process keeps its own BatchNorm on CPU")
         self.model = model
         self.train_loader = build_dataloader(self.spec, split="train", imgsz=c.imgsz, batch_size=c.batch,
                                              augment=True, hyp=c.augment, workers=c.workers, shuffle=True,
@@ -148,13 +151,14 @@ class Trainer:
         self.accumulate = max(round(c.nbs / (c.batch * self.world)), 1)
         iterations = math.ceil(len(self.train_loader.dataset) / max(c.batch * self.world, 1) / self.accumulate) \
             * c.epochs
-        name, lr0, momentum = resolve_auto(c.optimizer, c.lr0, c.momentum, head.num_classes, iterations)
+        name, lr0, momentum, bias_lr = resolve_auto(c.optimizer, c.lr0, c.momentum, c.warmup_bias_lr,
+                                                    head.num_classes, iterations)
         weight_decay = c.weight_decay * c.batch * self.world * self.accumulate / c.nbs
         self.optimizer = build_optimizer(model, name, lr0, momentum, weight_decay)
         batches = len(self.train_loader)
         self.schedule = WarmupSchedule(self.optimizer, lr0, c.epochs, c.lrf, c.cos_lr,
                                        max(round(c.warmup_epochs * batches), 100) if c.warmup_epochs > 0 else 0,
-                                       c.warmup_bias_lr, c.warmup_momentum, momentum)
+                                       bias_lr, c.warmup_momentum, momentum)
         self.ema = ModelEMA(model, c.ema_decay, c.ema_tau)
         self.amp_dtype = torch.bfloat16 if c.amp_dtype == "bf16" else torch.float16
         self.use_amp = c.amp and self.device.type == "cuda"
@@ -174,6 +178,8 @@ class Trainer:
             self.epochs_without_gain = info["epochs_without_gain"]
             self.loss_history = info["loss_history"]
             if self.main:
+                for stale in self.weights_dir.glob(".*.tmp"):  # temp files of a write the kill interrupted
+                    stale.unlink()
                 self.results.truncate_after(self.start_epoch)
                 log.info("resuming %s from epoch %d/%d", self.run_dir, self.start_epoch + 1, c.epochs)
 
