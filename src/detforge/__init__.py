@@ -1,8 +1,10 @@
 """detforge: real-time object detectors assembled from backbone, neck and head parts."""
 
 from detforge import models as _models  # noqa: F401  (registers the packaged parts)
+from detforge.commands.val import val
 from detforge.config import ModelConfig, load_config
 from detforge.errors import DetforgeError
+from detforge.infer.predictor import Predictor, predict
 from detforge.io.weights import load, save_weights
 from detforge.models.build import build_model, create_model
 from detforge.models.detector import Detector
@@ -12,13 +14,16 @@ __all__ = [
     "Detector",
     "DetforgeError",
     "ModelConfig",
+    "Predictor",
     "build_model",
     "create_model",
     "load",
     "load_config",
+    "predict",
     "register_backbone",
     "register_head",
     "register_neck",
     "save_weights",
+    "val",
 ]
 __version__ = "0.1.0"

@@ -28,3 +28,7 @@ class DataError(DetforgeError):
 
 class TrainingDivergedError(DetforgeError):
     """The loss stayed NaN/inf for too many steps in a row; the run stops instead of training on garbage."""
+
+
+class SourceError(DetforgeError):
+    """A prediction source (image, folder, glob, video, list file) is missing or holds nothing readable."""

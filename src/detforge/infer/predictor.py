@@ -1,0 +1,179 @@
+"""`Predictor`: images, folders, globs and videos in, one `Results` per frame out.
+
+The pipeline per batch: decode (on a prefetch thread) → letterbox every frame into one
+shared rectangle (the smallest multiple of the stride that holds each frame scaled to `imgsz`)
+→ model → NMS → boxes mapped back to the original pixels. The model is a fused, channels-last
+copy run under `torch.inference_mode`, which on CPU is the fastest way PyTorch runs it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from detforge.data.augment import letterbox
+from detforge.errors import WeightsError
+from detforge.infer.postprocess import non_max_suppression, scale_boxes_to_original
+from detforge.infer.results import Results
+from detforge.infer.sliced import SliceSettings, predict_sliced
+from detforge.infer.sources import Frame, SourceLike, open_source, prefetch
+from detforge.models.detector import Detector
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_model(model: Detector | str | Path) -> Detector:
+    """A `Detector` as given, or loaded from a `.safetensors` file (or imported from an Ultralytics `.pt`)."""
+    if isinstance(model, nn.Module):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file; pass a .safetensors file (or an Ultralytics .pt)")
+    if path.suffix == ".pt":
+        from detforge.io.convert import import_checkpoint
+
+        return import_checkpoint(path)
+    from detforge.io.weights import load
+
+    return load(path)
+
+
+def select_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise WeightsError(f"device {device!r}: CUDA is not available on this machine; use device='cpu'")
+    return torch.device(device)
+
+
+class Predictor:
+    """Run a detector over any source.
+
+    model: a `Detector` (it is copied before fusing, so the caller's model is untouched) or a
+        weights path. imgsz: longest side the frames are scaled to (rounded up to the stride).
+    conf / iou / max_det / classes / agnostic: NMS filters (see `non_max_suppression`).
+    batch: frames per forward pass. slice: tile large frames (see `detforge.infer.sliced`).
+    """
+
+    def __init__(self, model: Detector | str | Path, imgsz: int = 640, conf: float = 0.25, iou: float = 0.7,
+                 max_det: int = 300, classes: Sequence[int] | None = None, agnostic: bool = False,
+                 batch: int = 1, device: str | torch.device = "cpu", half: bool = False, fuse: bool = True,
+                 slice: SliceSettings | None = None, workers: int = 1):
+        model = resolve_model(model)
+        self.device = select_device(device)
+        self.names = list(model.names)
+        self.stride = max(int(s) for s in model.strides)
+        self.imgsz = math.ceil(imgsz / self.stride) * self.stride
+        if self.imgsz != imgsz:
+            logger.warning("imgsz %d is not a multiple of the stride %d; using %d", imgsz, self.stride, self.imgsz)
+        self.conf, self.iou, self.max_det = conf, iou, max_det
+        self.classes = list(classes) if classes is not None else None
+        self.agnostic = agnostic
+        self.batch = max(1, int(batch))
+        self.slice = slice
+        self.workers = workers
+        self.dtype = torch.float16 if half and self.device.type == "cuda" else torch.float32
+        self.model = copy.deepcopy(model).eval()
+        if fuse:
+            self.model.fuse()
+        self.model = self.model.to(self.device, self.dtype).to(memory_format=torch.channels_last)
+
+    def __call__(self, source: SourceLike, stream: bool = False) -> list[Results] | Iterator[Results]:
+        return self.predict(source, stream)
+
+    def predict(self, source: SourceLike, stream: bool = False) -> list[Results] | Iterator[Results]:
+        """Predict every frame of `source`; `stream=True` returns a generator that holds one batch at a
+        time (use it on videos and large folders), otherwise a list of all results."""
+        frames = open_source(source)
+        results = self.stream(frames)
+        return results if stream else list(results)
+
+    def stream(self, frames) -> Iterator[Results]:
+        """Yield a `Results` per frame of an iterable of `Frame`s, `batch` frames per forward pass."""
+        iterator = prefetch(frames, depth=2 * self.batch) if self.workers > 0 else iter(frames)
+        try:
+            while chunk := list(islice(iterator, self.batch)):
+                yield from self._predict_frames(chunk)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    def _predict_frames(self, frames: list[Frame]) -> list[Results]:
+        start = time.perf_counter()
+        if self.slice is not None:
+            detections = [predict_sliced(self.detect, frame.image, self.slice, self.batch, self.iou,
+                                         self.max_det, self.agnostic)
+                          for frame in frames]
+            speed = {"total": (time.perf_counter() - start) * 1000 / len(frames)}
+        else:
+            detections, speed = self._detect_timed([frame.image for frame in frames])
+        return [Results(frame.image, frame.path, self.names, det, frame.frame, speed)
+                for frame, det in zip(frames, detections)]
+
+    def detect(self, images: list[np.ndarray]) -> list[torch.Tensor]:
+        """RGB `[H, W, 3]` uint8 images → per image `[K, 6]` (x1, y1, x2, y2, conf, class) in its own pixels, on CPU."""
+        return self._detect_timed(images)[0]
+
+    @torch.inference_mode()
+    def _detect_timed(self, images: list[np.ndarray]) -> tuple[list[torch.Tensor], dict[str, float]]:
+        t0 = time.perf_counter()
+        batch, placements = letterbox_batch(images, self.imgsz, self.stride)
+        x = batch.to(self.device, non_blocking=True).to(self.dtype).div_(255)
+        t1 = time.perf_counter()
+        output = self.model(x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t2 = time.perf_counter()
+        detections = non_max_suppression(output.float(), self.conf, self.iou, self.max_det, classes=self.classes,
+                                         agnostic=self.agnostic)
+        out = []
+        for det, image, (ratio, pad) in zip(detections, images, placements):
+            det = det.cpu()
+            det[:, :4] = scale_boxes_to_original(det[:, :4], ratio, pad, image.shape[:2])
+            out.append(det)
+        t3 = time.perf_counter()
+        n = len(images)
+        speed = {"preprocess": (t1 - t0) * 1000 / n, "inference": (t2 - t1) * 1000 / n,
+                 "postprocess": (t3 - t2) * 1000 / n}
+        return out, speed
+
+
+def predict(model: Detector | str | Path, source: SourceLike, stream: bool = False, **settings
+            ) -> list[Results] | Iterator[Results]:
+    """One-call prediction: `Predictor(model, **settings).predict(source, stream)`."""
+    return Predictor(model, **settings).predict(source, stream)
+
+
+def batch_shape(shapes: Sequence[tuple[int, int]], imgsz: int, stride: int) -> tuple[int, int]:
+    """Smallest `(height, width)`, multiples of `stride`, that holds every `(h, w)` scaled so its long side is `imgsz`."""
+    height = width = stride
+    for h, w in shapes:
+        ratio = imgsz / max(h, w)
+        height = max(height, math.ceil(max(1, round(h * ratio)) / stride) * stride)
+        width = max(width, math.ceil(max(1, round(w * ratio)) / stride) * stride)
+    return height, width
+
+
+def letterbox_batch(images: Sequence[np.ndarray], imgsz: int, stride: int
+                    ) -> tuple[torch.Tensor, list[tuple[float, tuple[int, int]]]]:
+    """Letterbox RGB `[H, W, 3]` uint8 images into one uint8 batch `[B, 3, h, w]` (channels-last memory).
+
+    Returns the batch and, per image, `(ratio, (pad_left, pad_top))` to map boxes back.
+    """
+    shape = batch_shape([image.shape[:2] for image in images], imgsz, stride)
+    padded, placements = [], []
+    for image in images:
+        out, ratio, pad = letterbox(image, shape)
+        padded.append(out)
+        placements.append((ratio, pad))
+    return torch.from_numpy(np.stack(padded)).permute(0, 3, 1, 2), placements
