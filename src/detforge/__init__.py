@@ -3,6 +3,7 @@
 from detforge import models as _models  # noqa: F401  (registers the packaged parts)
 from detforge.commands.val import val
 from detforge.config import ModelConfig, load_config
+from detforge.engine.trainer import train
 from detforge.errors import DetforgeError
 from detforge.infer.predictor import Predictor, predict
 from detforge.io.weights import load, save_weights
@@ -24,6 +25,7 @@ __all__ = [
     "register_head",
     "register_neck",
     "save_weights",
+    "train",
     "val",
 ]
 __version__ = "0.1.0"

@@ -117,3 +117,15 @@ def test_bad_settings_are_one_line_errors(settings):
         make_train_config({**settings, "epochs": "many"})
     with pytest.raises(ConfigError, match="augment.mosaik"):
         make_train_config({**settings, "augment": {"mosaik": 0.5}})
+
+
+def test_model_train_method_trains_in_place(settings, tiny_model):
+    model = detforge.create_model(tiny_model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = model.train(**{**{k: v for k, v in settings.items() if k != "model"}, "epochs": 1})
+    assert result.best.is_file() and model.training  # still an nn.Module: train() without settings works
+    best = read_weights(result.best)[0]
+    assert all(torch.equal(best[k], v) for k, v in model.state_dict().items())
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.train(False)
+    assert not model.training

@@ -88,8 +88,10 @@ class TrainResult:
 class Trainer:
     """`Trainer(config).train()`; `Trainer.resume(run_dir).train()` continues a stopped run."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path | None = None, resume_state: tuple | None = None):
+    def __init__(self, config: TrainConfig, run_dir: Path | None = None, resume_state: tuple | None = None,
+                 initial_model: nn.Module | None = None):
         self.config = config
+        self.initial_model = initial_model  # train this model's architecture from its weights
         self.device = select_device(config.device)
         self.rank, self.world = distributed.setup(self.device)
         self.main = self.rank == 0
@@ -111,8 +113,8 @@ class Trainer:
     def _build_model(self, names: list[str]) -> nn.Module:
         """A fresh model for the dataset's classes; from a weights file, its architecture and weights."""
         c = self.config
-        if Path(c.model).suffix in (".safetensors", ".pt"):
-            source = read_pretrained(c.model)
+        if self.initial_model is not None or Path(c.model).suffix in (".safetensors", ".pt"):
+            source = self.initial_model or read_pretrained(c.model)
             config = source.config.model_dump()
             for key, value in {"names": names, "head.num_classes": len(names)}.items():
                 set_by_path(config, key, value)
@@ -344,3 +346,18 @@ def _assigner(c: TrainConfig):
 def train(**settings) -> TrainResult:
     """Python entry point: `detforge.train(model="yolov8n", data="data.yaml", epochs=10)`."""
     return Trainer(make_train_config(settings)).train()
+
+
+def train_model(model: nn.Module, **settings) -> TrainResult:
+    """Train an in-memory detector (`model.train(data=...)`); its best weights are loaded back into it."""
+    settings.setdefault("model", model.config.name if model.config is not None else "model")
+    result = Trainer(make_train_config(settings), initial_model=model).train()
+    if result.best.exists():
+        trained = detforge.load(result.best)
+        if trained.num_classes == model.num_classes:
+            model.load_state_dict(trained.state_dict())
+            model.names = trained.names
+        else:
+            log.warning("the dataset has %d classes and the model %d: load the trained model with "
+                        "detforge.load(%r)", trained.num_classes, model.num_classes, str(result.best))
+    return result

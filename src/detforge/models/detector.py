@@ -51,6 +51,27 @@ class Detector(nn.Module):
                 module.fuse()
         return self
 
+    def train(self, mode: bool = True, **settings):
+        """`nn.Module.train(mode)`; given training settings — `model.train(data="data.yaml", epochs=10)` —
+        trains this model (its architecture and weights) and loads the best weights back into it."""
+        if not settings:
+            return super().train(mode)
+        from detforge.engine.trainer import train_model
+
+        return train_model(self, **settings)
+
+    def val(self, data: str, **settings):
+        """COCO metrics of this model on a dataset split; see `detforge.val`."""
+        from detforge.commands.val import val
+
+        return val(self, data, **settings)
+
+    def predict(self, source, **settings):
+        """Predict images, folders, globs or videos; see `detforge.Predictor`."""
+        from detforge.infer.predictor import predict
+
+        return predict(self, source, **settings)
+
     def info(self, imgsz: int = 640):
         """Per-part parameter / FLOP table; see `detforge.models.info.model_info`."""
         from detforge.models.info import model_info
