@@ -1,0 +1,146 @@
+"""End-to-end prediction throughput, detforge vs Ultralytics, on the same 100 BCCD images in one run.
+
+Each side gets file paths and produces per-image results: decode → letterbox → model → NMS →
+results with boxes in original pixels. Both run a randomly initialised YOLOv8n with 80 classes
+(Ultralytics' `YOLO("yolov8n.yaml")`, detforge's `create_model("yolov8n")`) at imgsz 640, conf
+0.25, NMS IoU 0.7, max-det 300, PyTorch on the CPU with the same number of torch threads. Each
+side is warmed up first, then the timed passes alternate between the two so that load from
+other processes hits both alike; the best pass of each is kept. Prints a markdown table;
+`--write-docs` also puts it into docs/benchmarks.md under "Prediction throughput".
+
+    python bench/predict_throughput.py [--data ../shared/datasets/bccd] [--images 100] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "bccd"
+DOCS = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Prediction throughput"
+SETTINGS = {"imgsz": 640, "conf": 0.25, "iou": 0.7, "max_det": 300}
+
+
+def bccd_images(data: Path, count: int) -> list[str]:
+    paths = sorted(str(p) for p in (data / "images").rglob("*.jpg"))
+    if len(paths) < count:
+        raise SystemExit(f"{data}: found {len(paths)} images, need {count}")
+    return paths[:count]
+
+
+def timed(run, paths: list[str]) -> float:
+    """Images per second of one pass; `run(paths)` must return one result per image."""
+    start = time.perf_counter()
+    count = sum(1 for _ in run(paths))
+    elapsed = time.perf_counter() - start
+    assert count == len(paths), f"{count} results for {len(paths)} images"
+    return count / elapsed
+
+
+def detforge_runner(batch: int):
+    import detforge
+
+    model = detforge.create_model("yolov8n")
+    predictor = detforge.Predictor(model, batch=batch, **SETTINGS)
+    return lambda paths: predictor.predict(paths, stream=True)
+
+
+def ultralytics_runner(batch: int, threads: int, warmup: list[str]):
+    from ultralytics import YOLO
+
+    model = YOLO("yolov8n.yaml")
+    options = {**SETTINGS, "batch": batch, "device": "cpu", "verbose": False}
+    for _ in model.predict(warmup, stream=True, **options):  # builds and fuses its predictor
+        pass
+    torch.set_num_threads(threads)  # its device selection resets the thread count; give both the same
+    return lambda paths: model.predict(paths, stream=True, **options)
+
+
+def measure(args, threads: int) -> list[tuple[str, str, int, int, float | None]]:
+    """Rows (pipeline, backend, threads, batch, images/s) for one torch thread count."""
+    paths = bccd_images(args.data, args.images)
+    warmup = paths[:4]
+    runners = {("Ultralytics 8.4", 1): ultralytics_runner(1, threads, warmup)}
+    for batch in args.batches:
+        runners[("detforge", batch)] = detforge_runner(batch)
+    torch.set_num_threads(threads)
+    for run in runners.values():
+        timed(run, warmup)
+    best: dict[tuple[str, int], float] = {}
+    for _ in range(args.repeats):
+        for key, run in runners.items():
+            best[key] = max(best.get(key, 0.0), timed(run, paths))
+    rows = [(name, "PyTorch", threads, batch, rate) for (name, batch), rate in best.items()]
+    rows.append(("detforge", "ONNX Runtime", threads, max(args.batches), None))
+    return rows
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def table(rows, args) -> str:
+    lines = [
+        (f"{args.images} BCCD images (640x480 JPEG), YOLOv8n (80 classes, random init), imgsz 640, conf 0.25, "
+        f"iou 0.7, max-det 300; {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}; "
+        f"best of {args.repeats} alternating passes."),
+        "",
+        "| pipeline | backend | torch threads | batch | images/s | vs Ultralytics |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    reference = {threads: rate for name, _, threads, _, rate in rows if name.startswith("Ultralytics")}
+    for name, backend, threads, batch, rate in rows:
+        if rate is None:
+            lines.append(f"| {name} | {backend} | {threads} | {batch} | n/a until export exists | n/a |")
+        else:
+            lines.append(f"| {name} | {backend} | {threads} | {batch} | {rate:.1f} | {rate / reference[threads]:.2f}x |")
+    return "\n".join(lines)
+
+
+def write_docs(text: str) -> None:
+    """Replace (or append) the "Prediction throughput" section of docs/benchmarks.md, leaving the others."""
+    old = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    body = (f"{SECTION}\n\nMeasured with `python bench/predict_throughput.py --write-docs`: end to end per image "
+            f"(decode, letterbox, model, NMS, results in original pixels).\n\n{text}\n")
+    if SECTION in old:
+        start = old.index(SECTION)
+        end = old.find("\n## ", start + len(SECTION))
+        new = old[:start] + body + (old[end + 1:] if end != -1 else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + body
+    DOCS.write_text(new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="detforge batch sizes to time")
+    parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
+                        help="torch thread counts to time (both sides get the same)")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args()
+    logging.getLogger("ultralytics").setLevel(logging.WARNING)
+    text = table([row for threads in args.threads for row in measure(args, threads)], args)
+    print(text)
+    if args.write_docs:
+        write_docs(text)
+
+
+if __name__ == "__main__":
+    main()
