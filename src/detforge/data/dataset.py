@@ -1,9 +1,10 @@
 """The detection dataset: one split's records turned into augmented or letterboxed samples.
 
-Randomness is drawn from a generator seeded by (seed, epoch, index), so a sample depends on
-which epoch asks for it, not on which worker process happens to build it. Mosaic partners
-come from a small per-process buffer of recently decoded images (as in Ultralytics): each
-sample then decodes about one image instead of four.
+Randomness is drawn from a generator seeded by (seed, epoch, index). Mosaic partners come
+from a small per-process buffer of recently decoded images (as in Ultralytics), so a sample
+decodes about one image instead of four; the buffer is emptied when a new pass over the data
+starts, so an epoch's samples depend only on the seed, the epoch and the worker count (a
+resumed run repeats them exactly).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ LOGGER = logging.getLogger(__name__)
 
 
 class SampleKey(NamedTuple):
-    """What the sampler hands the dataset: the index plus the epoch and mosaic state it was
-    drawn under (these travel with the index, so persistent workers always see current ones)."""
+    """What the sampler hands the dataset: the index plus the epoch, the mosaic state and the
+    pass it was drawn under (these travel with the index, so persistent workers see them)."""
 
     index: int
     epoch: int = 0
     mosaic: bool = True
+    run: int = 0
 
 
 class Sample(NamedTuple):
@@ -77,6 +79,7 @@ class DetectionDataset(torch.utils.data.Dataset):
             self._set_rect_shapes()
         self._buffer: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._buffer_size = min(len(store), max(batch_size * 8, 32), 1000) if augment else 0
+        self._buffer_run = 0
         self._warned: set[str] = set()
 
     def __len__(self) -> int:
@@ -107,6 +110,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         index = int(self.order[position])
         if not self.augment:
             return self._letterboxed(index, self._target_shape(position))
+        if key.run != self._buffer_run:
+            self._buffer.clear()
+            self._buffer_run = key.run
         rng = np.random.default_rng((self.seed, key.epoch, index))
         hyp = self.hyp
         if self.rect:

@@ -64,7 +64,10 @@ def inspect_image(path: Path, report: ProblemReport) -> ImageInfo | None:
         report.add(path, UNREADABLE_IMAGE, SKIPPED, "file not found")
         return None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        report.add(path, UNREADABLE_IMAGE, SKIPPED, f"cannot be decoded ({err.__class__.__name__}: {err})")
+        if "truncat" in str(err).replace(str(path), "").lower():
+            report.add(path, TRUNCATED_IMAGE, SKIPPED, f"file ends early ({err})")
+        else:
+            report.add(path, UNREADABLE_IMAGE, SKIPPED, f"cannot be decoded ({err.__class__.__name__}: {err})")
         return None
     if width < 1 or height < 1:
         report.add(path, UNREADABLE_IMAGE, SKIPPED, f"empty image {width}x{height}")

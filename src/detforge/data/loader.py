@@ -48,6 +48,7 @@ class KeySampler(Sampler[SampleKey]):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.runs = 0
         self.inner = DistributedSampler(dataset, shuffle=True, seed=seed) if distributed and shuffle else None
         self.distributed = distributed
 
@@ -70,8 +71,9 @@ class KeySampler(Sampler[SampleKey]):
     def __iter__(self) -> Iterator[SampleKey]:
         epoch = self.epoch
         self.epoch += 1
+        self.runs += 1
         mosaic = self.dataset.mosaic_on
-        return iter([SampleKey(i, epoch, mosaic) for i in self._indices(epoch)])
+        return iter([SampleKey(i, epoch, mosaic, self.runs) for i in self._indices(epoch)])
 
     def __len__(self) -> int:
         if self.inner is not None:
@@ -123,11 +125,12 @@ def _empty_batch(shape: tuple[int, ...]) -> torch.Tensor:
 
 def seed_worker(worker_id: int) -> None:
     """Seed the global generators of a worker (augmentation itself uses per-sample generators)
-    and keep OpenCV single-threaded there: the workers are the parallelism."""
+    and turn OpenCV's threading off there: the workers are the parallelism. (0, not 1: resizing
+    a thread pool inherited through fork can deadlock; 0 only stops using it.)"""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    cv2.setNumThreads(1)
+    cv2.setNumThreads(0)
 
 
 def build_dataloader(spec: DatasetSpec | str | Path, split: str = "train", imgsz: int = 640, batch_size: int = 16,

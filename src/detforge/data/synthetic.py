@@ -63,7 +63,7 @@ def _draw_shape(image: np.ndarray, shape: str, box: np.ndarray, color: tuple[int
             cv2.ellipse(image, center, (round(ax * scale), round(ay * scale)), 0, 0, 360, color, -1, cv2.LINE_AA, shift)
         else:
             thick = max(2, round(min(w, h) / 5))
-            axes = (round((ax - thick / 2) * scale), round((ay - thick / 2) * scale))
+            axes = (round((ax - thick / 2 - 0.5) * scale), round((ay - thick / 2 - 0.5) * scale))
             cv2.ellipse(image, center, axes, 0, 0, 360, color, thick, cv2.LINE_AA, shift)
     else:
         unit = _unit_outline(shape)
