@@ -99,6 +99,7 @@ def test_single_image_results_api(tmp_path, predictor):
     assert set(boxes.cls.tolist()) == {0.0, 1.0}
     assert inside(boxes.xyxy[boxes.cls == 0], red) and inside(boxes.xyxy[boxes.cls == 1], blue)
     assert (boxes.conf > 0.5).all() and (boxes.conf[:-1] >= boxes.conf[1:]).all()
+    assert not boxes.data.is_inference()  # users may edit results in place
     # 32x32 patches on an 8-pixel grid: exactly 16 full cells each
     assert (boxes.cls == 0).sum() == 16 and (boxes.cls == 1).sum() == 16
 

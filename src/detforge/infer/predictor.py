@@ -124,21 +124,21 @@ class Predictor:
         """RGB `[H, W, 3]` uint8 images → per image `[K, 6]` (x1, y1, x2, y2, conf, class) in its own pixels, on CPU."""
         return self._detect_timed(images)[0]
 
-    @torch.inference_mode()
     def _detect_timed(self, images: list[np.ndarray]) -> tuple[list[torch.Tensor], dict[str, float]]:
         t0 = time.perf_counter()
         batch, placements = letterbox_batch(images, self.imgsz, self.stride)
-        x = batch.to(self.device, non_blocking=True).to(self.dtype).div_(255)
-        t1 = time.perf_counter()
-        output = self.model(x)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        t2 = time.perf_counter()
-        detections = non_max_suppression(output.float(), self.conf, self.iou, self.max_det, classes=self.classes,
-                                         agnostic=self.agnostic)
+        with torch.inference_mode():
+            x = batch.to(self.device, non_blocking=True).to(self.dtype).div_(255)
+            t1 = time.perf_counter()
+            output = self.model(x)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            t2 = time.perf_counter()
+            detections = non_max_suppression(output.float(), self.conf, self.iou, self.max_det,
+                                              classes=self.classes, agnostic=self.agnostic)
         out = []
         for det, image, (ratio, pad) in zip(detections, images, placements):
-            det = det.cpu()
+            det = det.cpu().clone()  # a normal tensor (inference tensors refuse in-place edits later)
             det[:, :4] = scale_boxes_to_original(det[:, :4], ratio, pad, image.shape[:2])
             out.append(det)
         t3 = time.perf_counter()
