@@ -124,3 +124,24 @@ def test_memory_stays_flat_over_epochs(tmp_path: Path) -> None:
             pass
         usage.append(sum(_rss_mb(p) for p in _family(os.getpid())))
     assert usage[-1] - usage[1] < 4, f"RSS grew epoch over epoch: {[round(u, 1) for u in usage]} MB"
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_distributed_ranks_split_the_epoch_between_them(data: Path, monkeypatch, shuffle: bool) -> None:
+    import torch.distributed as dist
+
+    from detforge.data.loader import KeySampler
+
+    dataset = build_dataloader(data, "train", imgsz=64, batch_size=2, workers=0, progress=False).dataset
+    monkeypatch.setattr(dist, "get_world_size", lambda *a: 2)
+    seen = []
+    for rank in (0, 1):
+        monkeypatch.setattr(dist, "get_rank", lambda *a, r=rank: r)
+        sampler = KeySampler(dataset, shuffle=shuffle, seed=0, distributed=True)
+        first, second = [k.index for k in sampler], [k.index for k in sampler]
+        assert len(first) == len(sampler) == 5
+        assert (first != second) == shuffle  # shuffled epochs differ, validation order does not
+        if not shuffle:
+            assert first == list(range(rank * 5, rank * 5 + 5))  # one contiguous run per rank
+        seen.append(set(first))
+    assert seen[0] | seen[1] == set(range(10)) and not seen[0] & seen[1]

@@ -13,6 +13,7 @@ from detforge.data.spec import load_dataset_spec
 from detforge.data.stats import split_stats
 from detforge.errors import DataError
 
+WIDE_TABLE_CLASSES = 8
 DATA_HELP = "a YOLO data.yaml (or its folder), a COCO instances_*.json, or a Pascal VOC folder"
 
 
@@ -72,12 +73,14 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _print_check(spec, stats: dict, report: ProblemReport, problems_file: Path | None, show: int) -> None:
     print(f"{spec.path}  ({spec.format}, {spec.nc} classes)")
-    columns = ["split", "images", "skipped", "no boxes", "boxes", *spec.names]
-    rows = [[s, st["images"], st["skipped"], st["without_boxes"], st["boxes"], *st["per_class"].values()]
-            for s, st in stats.items()]
-    widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) for i, c in enumerate(columns)]
-    for row in [columns, *rows]:
-        print("  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths))))
+    wide = spec.nc <= WIDE_TABLE_CLASSES  # few classes: one column each; many: one row each
+    columns = ["split", "images", "skipped", "no boxes", "boxes", *(spec.names if wide else [])]
+    _table(columns, [[s, st["images"], st["skipped"], st["without_boxes"], st["boxes"],
+                      *(st["per_class"].values() if wide else [])] for s, st in stats.items()])
+    if not wide:
+        print("boxes per class:")
+        _table(["class", *stats], [[name, *(st["per_class"][name] for st in stats.values())]
+                                   for name in spec.names])
     print("box sizes (pixels of the original images):")
     for split, st in stats.items():
         size = st["box_size"]
@@ -91,6 +94,12 @@ def _print_check(spec, stats: dict, report: ProblemReport, problems_file: Path |
     if problems_file is not None:
         more = f"{len(report) - show} more; " if len(report) > show else ""
         print(f"  ({more}full list: {problems_file})")
+
+
+def _table(columns: list[str], rows: list[list]) -> None:
+    widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) for i, c in enumerate(columns)]
+    for row in [columns, *rows]:
+        print("  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths))))
 
 
 def run_convert(args: argparse.Namespace) -> int:

@@ -111,6 +111,10 @@ def transform_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Boxes `[M, 4]` xyxy -> the xyxy hull of their 4 transformed corners, `[M, 4]` float32."""
     if len(boxes) == 0:
         return np.zeros((0, 4), dtype=np.float32)
+    if _axis_aligned(matrix):  # scale + shift: corners stay corners
+        scale = np.array([matrix[0, 0], matrix[1, 1]] * 2)
+        shift = np.array([matrix[0, 2], matrix[1, 2]] * 2)
+        return (boxes * scale + shift).astype(np.float32)
     x1, y1, x2, y2 = boxes.T.astype(np.float64)
     corners = np.stack([np.stack([x1, x1, x2, x2], 1), np.stack([y1, y2, y1, y2], 1), np.ones((len(boxes), 4))])
     moved = np.einsum("ij,jmk->imk", matrix, corners)  # [3, M, 4]
@@ -118,7 +122,7 @@ def transform_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], 1).astype(np.float32)
 
 
-def box_candidates(before: np.ndarray, after: np.ndarray, area_gain: float, min_side: float = 2.0,
+def box_candidates(before: np.ndarray, after: np.ndarray, area_gain: float | np.ndarray, min_side: float = 2.0,
                    min_area_ratio: float = 0.1, max_aspect: float = 100.0) -> np.ndarray:
     """Keep boxes still big enough to learn from: sides > `min_side` px, at least 10% of their
     transformed area still inside, aspect ratio < 100. `area_gain` is the transform's zoom^2."""
@@ -133,8 +137,7 @@ def render(tiles: list[Tile], matrix: np.ndarray, out_hw: tuple[int, int]
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw every tile through `matrix` onto a gray `out_hw` image; returns image, boxes, classes."""
     out = np.full((*out_hw, 3), FILL, dtype=np.uint8)
-    all_boxes, all_classes = [], []
-    limits = np.array([out_hw[1], out_hw[0], out_hw[1], out_hw[0]], dtype=np.float32)
+    before, after, gains, classes = [], [], [], []
     for tile in tiles:
         a = matrix @ tile.to_canvas
         if _axis_aligned(a):
@@ -143,13 +146,16 @@ def render(tiles: list[Tile], matrix: np.ndarray, out_hw: tuple[int, int]
             _warp_into(out, tile.image, a)
         if a is None or len(tile.boxes) == 0:
             continue
-        moved = np.clip(transform_boxes(tile.boxes, a), 0, limits)
-        keep = box_candidates(tile.boxes, moved, area_gain=abs(np.linalg.det(a[:2, :2])))
-        all_boxes.append(moved[keep])
-        all_classes.append(tile.classes[keep])
-    if not all_boxes:
+        before.append(tile.boxes)
+        after.append(transform_boxes(tile.boxes, a))
+        gains.append(np.full(len(tile.boxes), abs(a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0])))
+        classes.append(tile.classes)
+    if not after:
         return out, np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
-    return out, np.concatenate(all_boxes), np.concatenate(all_classes)
+    moved = np.concatenate(after)
+    np.clip(moved, 0, [out_hw[1], out_hw[0], out_hw[1], out_hw[0]], out=moved)
+    keep = box_candidates(np.concatenate(before), moved, area_gain=np.concatenate(gains))
+    return out, moved[keep], np.concatenate(classes)[keep]
 
 
 def _axis_aligned(a: np.ndarray) -> bool:
@@ -248,10 +254,12 @@ def augment_hsv(image: np.ndarray, rng: np.random.Generator, hgain: float, sgain
         np.clip(x * (1 + gains[1]), 0, 255).astype(np.uint8),
         np.clip(x * (1 + gains[2]), 0, 255).astype(np.uint8),
     )
-    planes = cv2.split(cv2.cvtColor(image, cv2.COLOR_BGR2HSV))  # one LUT per plane beats a 3-channel LUT
+    hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+    # one LUT per plane beats a 3-channel LUT; planes from np.empty, as cv2.split's own are slow to allocate
+    planes = cv2.split(hsv, [np.empty(image.shape[:2], np.uint8) for _ in range(3)])
     for plane, lut in zip(planes, luts):
         cv2.LUT(plane, lut, dst=plane)
-    cv2.cvtColor(cv2.merge(planes), cv2.COLOR_HSV2BGR, dst=image)
+    cv2.cvtColor(cv2.merge(planes, dst=hsv), cv2.COLOR_HSV2BGR, dst=image)
 
 
 def flip(image: np.ndarray, boxes: np.ndarray, horizontal: bool) -> None:
