@@ -8,9 +8,9 @@ import cv2
 cv2.setNumThreads(0)
 
 from detforge import models as _models  # noqa: F401  (registers the packaged parts)
-from detforge.commands.val import val
 from detforge.config import ModelConfig, load_config
 from detforge.engine.trainer import train
+from detforge.engine.validate import val
 from detforge.errors import DetforgeError
 from detforge.infer.predictor import Predictor, predict
 from detforge.io.weights import load, save_weights

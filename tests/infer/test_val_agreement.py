@@ -32,7 +32,7 @@ from ultralytics.cfg import get_cfg
 from ultralytics.models.yolo.detect.val import DetectionValidator
 from ultralytics.nn.tasks import DetectionModel
 
-from detforge.commands.val import val
+from detforge import val
 from detforge.eval import evaluate
 from detforge.io.convert import convert
 

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from detforge.commands.val import next_run_dir
+from detforge.runs import next_run_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,108 +1,15 @@
 """`detforge val`: score weights on a dataset split with COCO metrics, write plots and a COCO results json.
 
-`val(...)` is the Python form (`detforge.val`); the command prints what it returns. Prediction
-and matching run through the training loop's `detforge.engine.validate.validate`, so the numbers
-are exactly the ones a training run reports.
+The command prints what `detforge.val` (in `detforge.engine.validate`) returns.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import logging
-from pathlib import Path
 
-from detforge.errors import DataError
-
-logger = logging.getLogger(__name__)
-
-
-def next_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
-    """`project/name`, or `name2`, `name3`... when it exists (unless `exist_ok`)."""
-    base = Path(project) / name
-    if exist_ok or not base.exists():
-        return base
-    n = 2
-    while base.with_name(f"{base.name}{n}").exists():
-        n += 1
-    return base.with_name(f"{base.name}{n}")
-
-
-def val(model, data, split: str = "val", imgsz: int = 640, batch: int = 16, conf: float = 0.001,
-        iou: float = 0.7, max_det: int = 300, coco_max_dets: int = 100, device: str = "cpu", workers: int = 2,
-        save_dir: str | Path | None = None, plots: bool = True, save_json: bool = False, progress: bool = True):
-    """Evaluate `model` (a `Detector` or a weights path) on `split` of `data` (a data.yaml, COCO json,
-    VOC folder); returns an `EvalResult`.
-
-    conf / iou / max_det: NMS settings (the defaults are the usual mAP protocol). coco_max_dets:
-    COCO's per-image cap when scoring (100 is the COCO protocol; 300 scores every kept box, as
-    Ultralytics does). save_dir: where plots (`plots=True`) and `predictions.json` (`save_json=True`,
-    COCO results with the dataset's image and category ids) go.
-    """
-    import torch
-
-    from detforge.data import build_dataloader, load_dataset_spec
-    from detforge.engine.validate import validate
-    from detforge.eval import evaluate
-    from detforge.infer.predictor import resolve_model, select_device
-
-    detector = resolve_model(model)
-    spec = load_dataset_spec(data)
-    if detector.num_classes != spec.nc:
-        raise DataError(
-            f"{spec.path}: the dataset has {spec.nc} classes but the model predicts {detector.num_classes}; "
-            "evaluate on the dataset the model was trained for"
-        )
-    device = select_device(device)
-    stride = max(int(s) for s in detector.strides)
-    loader = build_dataloader(spec, split=split, imgsz=imgsz, batch_size=batch, augment=False, rect=True,
-                              workers=workers, shuffle=False, stride=stride, progress=progress)
-    net = detector.to(device)
-    with torch.inference_mode():
-        result = validate(net, loader, spec.names, device, conf, iou, max_det, progress=progress)
-    dataset = loader.dataset
-    paths = [dataset.store.path(int(dataset.order[i])) for i in range(len(dataset))]
-    image_ids, category_ids = _dataset_ids(spec, split, paths)
-    records = [dataclasses.replace(r, image_id=image_ids[r.image_id]) for r in result.records]
-    if coco_max_dets != 100:
-        result = _rescore(records, spec.names, coco_max_dets, evaluate)
-    else:
-        result = dataclasses.replace(result, records=records)
-    if save_dir is not None:
-        save_dir = Path(save_dir)
-        save_dir.mkdir(parents=True, exist_ok=True)
-        if plots:
-            result.save_plots(save_dir)
-        if save_json:
-            result.to_coco_results(save_dir / "predictions.json", category_ids)
-        (save_dir / "metrics.json").write_text(json.dumps(result.summary(), indent=2))
-    return result
-
-
-def _rescore(records, names, max_dets, evaluate):
-    """Evaluate the same boxes again with another COCO per-image cap."""
-    predictions = [{"image_id": r.image_id, "boxes": r.boxes, "scores": r.scores, "classes": r.classes}
-                   for r in records]
-    truths = [{"image_id": r.image_id, "width": r.width, "height": r.height, "boxes": r.gt_boxes,
-               "classes": r.gt_classes} for r in records]
-    return evaluate(predictions, truths, names, max_dets=max_dets)
-
-
-def _dataset_ids(spec, split: str, paths: list[str]) -> tuple[list, list[int] | None]:
-    """Per loader position the dataset's image id, and per class its category id.
-
-    A COCO dataset keeps its json's ids; otherwise an image's id is its file stem (an int when it
-    is numeric) and class c is category c + 1.
-    """
-    if spec.format == "coco":
-        (json_path,) = spec.require_split(split)
-        data = json.loads(Path(json_path).read_text(encoding="utf-8"))
-        by_name = {Path(im["file_name"]).name: im["id"] for im in data["images"]}
-        categories = sorted(int(c["id"]) for c in data["categories"])
-        return [by_name.get(Path(p).name, Path(p).stem) for p in paths], categories
-    stems = [Path(p).stem for p in paths]
-    return [int(s) if s.isnumeric() else s for s in stems], None
+from detforge.engine.validate import val
+from detforge.runs import next_run_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -12,17 +12,6 @@ from detforge.models.detector import Detector
 log = logging.getLogger(__name__)
 
 
-def read_pretrained(path: str | Path) -> Detector:
-    """A detforge weights file, or an Ultralytics `.pt` imported through the restricted unpickler."""
-    if Path(path).suffix == ".pt":
-        from detforge.io.convert import import_checkpoint
-
-        return import_checkpoint(path)
-    from detforge.io.weights import load
-
-    return load(path)
-
-
 def transfer_weights(model: Detector, source: Detector, path: str | Path) -> int:
     """Copy every tensor whose name and shape match; returns how many were copied.
 

@@ -72,9 +72,6 @@ class TrainConfig(BaseModel):
     sync_bn: bool = False
     plots: bool = True
 
-    def run_dir(self) -> Path:
-        return Path(self.project) / self.name
-
 
 def make_train_config(values: dict[str, Any], source: str = "arguments") -> TrainConfig:
     """Validate training settings; one-line ConfigError naming the offending key."""

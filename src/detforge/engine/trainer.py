@@ -26,31 +26,24 @@ from tqdm import tqdm
 import detforge
 from detforge.config import set_by_path, validate_config
 from detforge.data import build_dataloader, load_dataset_spec
+from detforge.device import select_device
 from detforge.engine import distributed
 from detforge.engine.checkpoint import load_train_state, restore_train_state, save_train_state
 from detforge.engine.ema import ModelEMA, unwrap
-from detforge.engine.finetune import freeze, read_pretrained, transfer_weights
+from detforge.engine.finetune import freeze, transfer_weights
 from detforge.engine.lr import WarmupSchedule
 from detforge.engine.optim import build_optimizer, resolve_auto
 from detforge.engine.results import ResultsLog, plot_results
+from detforge.engine.threads import ThreadTuner
 from detforge.engine.train_config import TrainConfig, make_train_config
 from detforge.engine.validate import images_to_float, validate
-from detforge.errors import ConfigError
 from detforge.infer.annotate import plot_batch
+from detforge.io.convert import load_detector
 from detforge.io.weights import save_weights, write_atomic
 from detforge.losses import DetectionLoss, NonFiniteGuard
+from detforge.runs import next_run_dir
 
 log = logging.getLogger(__name__)
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r}: CUDA is not available on this machine; use --device cpu")
-    if name.startswith("cuda") and distributed.launched_by_torchrun():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device(name)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -61,17 +54,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-
-
-def next_run_dir(config: TrainConfig) -> Path:
-    """runs/train/NAME, or NAME2, NAME3... if it exists (unless exist_ok)."""
-    base = config.run_dir()
-    if config.exist_ok or not base.exists():
-        return base
-    n = 2
-    while base.with_name(f"{base.name}{n}").exists():
-        n += 1
-    return base.with_name(f"{base.name}{n}")
 
 
 @dataclass
@@ -96,7 +78,7 @@ class Trainer:
         self.rank, self.world = distributed.setup(self.device)
         self.main = self.rank == 0
         self.resume_state = resume_state
-        self.run_dir = run_dir or next_run_dir(config)
+        self.run_dir = run_dir or next_run_dir(config.project, config.name, config.exist_ok)
         if run_dir is None:
             # every rank must agree on the folder that rank 0 picked
             self.run_dir = Path(distributed.broadcast_object(str(self.run_dir)))
@@ -114,7 +96,7 @@ class Trainer:
         """A fresh model for the dataset's classes; from a weights file, its architecture and weights."""
         c = self.config
         if self.initial_model is not None or Path(c.model).suffix in (".safetensors", ".pt"):
-            source = self.initial_model or read_pretrained(c.model)
+            source = self.initial_model or load_detector(c.model)
             config = source.config.model_dump()
             for key, value in {"names": names, "head.num_classes": len(names)}.items():
                 set_by_path(config, key, value)
@@ -123,7 +105,7 @@ class Trainer:
         else:
             model = detforge.create_model(c.model, names=names, overrides=c.overrides)
         if c.weights:
-            transfer_weights(model, read_pretrained(c.weights), c.weights)
+            transfer_weights(model, load_detector(c.weights), c.weights)
         freeze(model, c.freeze)
         return model
 
@@ -166,6 +148,7 @@ class Trainer:
         self.use_amp = c.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.guard = NonFiniteGuard(c.max_nonfinite)
+        self.threads = ThreadTuner.for_training(self.device, c.deterministic)
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -232,7 +215,7 @@ class Trainer:
         bar = tqdm(loader, total=batches, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not self.main,
                    dynamic_ncols=True)
         self.optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(bar):
+        for i, batch in enumerate(self.threads.steps(bar)):
             iteration = epoch * batches + i
             self.schedule.step(epoch, iteration)
             images = images_to_float(batch["img"], self.device)

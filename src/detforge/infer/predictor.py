@@ -21,38 +21,15 @@ import torch
 from torch import nn
 
 from detforge.data.augment import letterbox
-from detforge.errors import WeightsError
+from detforge.device import select_device
 from detforge.infer.postprocess import non_max_suppression, scale_boxes_to_original
 from detforge.infer.results import Results
 from detforge.infer.sliced import SliceSettings, predict_sliced
 from detforge.infer.sources import Frame, SourceLike, open_source, prefetch
+from detforge.io.convert import load_detector
 from detforge.models.detector import Detector
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_model(model: Detector | str | Path) -> Detector:
-    """A `Detector` as given, or loaded from a `.safetensors` file (or imported from an Ultralytics `.pt`)."""
-    if isinstance(model, nn.Module):
-        return model
-    path = Path(model)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file; pass a .safetensors file (or an Ultralytics .pt)")
-    if path.suffix == ".pt":
-        from detforge.io.convert import import_checkpoint
-
-        return import_checkpoint(path)
-    from detforge.io.weights import load
-
-    return load(path)
-
-
-def select_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise WeightsError(f"device {device!r}: CUDA is not available on this machine; use device='cpu'")
-    return torch.device(device)
 
 
 class Predictor:
@@ -68,7 +45,7 @@ class Predictor:
                  max_det: int = 300, classes: Sequence[int] | None = None, agnostic: bool = False,
                  batch: int = 1, device: str | torch.device = "cpu", half: bool = False, fuse: bool = True,
                  slice: SliceSettings | None = None, workers: int = 1):
-        model = resolve_model(model)
+        model = model if isinstance(model, nn.Module) else load_detector(model)
         self.device = select_device(device)
         self.names = list(model.names)
         self.stride = max(int(s) for s in model.strides)

@@ -31,6 +31,18 @@ def import_checkpoint(path: str | Path) -> Detector:
     )
 
 
+def load_detector(path: str | Path) -> Detector:
+    """A detector from a detforge `.safetensors` file, or imported from a foreign `.pt` checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file; pass a .safetensors file (or an Ultralytics .pt)")
+    if path.suffix == ".pt":
+        return import_checkpoint(path)
+    from detforge.io.weights import load
+
+    return load(path)
+
+
 def convert(src: str | Path, dst: str | Path) -> Detector:
     """Import `src` (foreign `.pt`) and write it as a detforge safetensors file at `dst`."""
     dst = Path(dst)

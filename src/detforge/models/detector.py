@@ -62,7 +62,7 @@ class Detector(nn.Module):
 
     def val(self, data: str, **settings):
         """COCO metrics of this model on a dataset split; see `detforge.val`."""
-        from detforge.commands.val import val
+        from detforge.engine.validate import val
 
         return val(self, data, **settings)
 
