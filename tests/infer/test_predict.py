@@ -22,6 +22,7 @@ import detforge
 from detforge.cli import main
 from detforge.errors import SourceError
 from detforge.infer.annotate import class_color
+from detforge.infer.postprocess import non_max_suppression, scale_boxes_to_original
 from detforge.infer.predictor import Predictor, batch_shape, letterbox_batch
 from detforge.infer.sources import Frame, open_source, prefetch
 
@@ -287,6 +288,35 @@ def test_user_model_is_not_fused_in_place():
     model = ColorBlobDetector()
     predictor = Predictor(model, imgsz=64)
     assert predictor.model.fused and not model.fused
+
+
+def test_speed_tricks_leave_detections_unchanged():
+    """Fused, channels-last, in-place-activation copy gives the plain model's boxes; the user's model is untouched."""
+    torch.manual_seed(0)
+    model = detforge.create_model("yolov8n", num_classes=3).eval()
+    with torch.no_grad():  # varied weights and BN statistics, so the outputs are not the init's uniform boxes
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if name.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5)
+            elif tensor.is_floating_point():
+                tensor.add_(torch.randn_like(tensor) * 0.05)
+    image = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    batch, ((ratio, pad),) = letterbox_batch([image], 128, 32)
+    x = batch.float() / 255
+    with torch.no_grad():
+        raw = model(x)
+    conf = float(raw[0, :, 4:].max(dim=1).values.sort(descending=True).values[40])  # about 40 candidates
+    predictor = Predictor(model, imgsz=128, conf=conf, max_det=50)
+    with torch.no_grad():
+        torch.testing.assert_close(predictor.model(x.contiguous(memory_format=torch.channels_last)), raw,
+                                   atol=1e-3, rtol=1e-3)
+        (plain,) = non_max_suppression(raw, conf, 0.7, 50)
+    plain[:, :4] = scale_boxes_to_original(plain[:, :4], ratio, pad, image.shape[:2])
+    (fast,) = predictor.detect([image])
+    assert len(fast) > 5 and len(fast) == len(plain)
+    torch.testing.assert_close(fast, plain, atol=1e-2, rtol=1e-3)
+    assert not any(getattr(m, "inplace", False) for m in model.modules())
+    assert any(getattr(m, "inplace", False) for m in predictor.model.modules())
 
 
 def save_tiny_weights(path):
