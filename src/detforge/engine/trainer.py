@@ -185,15 +185,13 @@ class Trainer:
                      c.epochs, self.device, self.run_dir)
         metrics: dict = {}
         epoch = self.start_epoch - 1
-        try:
-            for epoch in range(self.start_epoch, c.epochs):
-                losses = self._train_epoch(epoch)
-                metrics = self._end_epoch(epoch, losses)
-                if distributed.broadcast_object(self._should_stop()):
-                    log.info("no improvement for %d epochs: stopping early", c.patience)
-                    break
-        finally:
-            distributed.barrier()
+        for epoch in range(self.start_epoch, c.epochs):
+            losses = self._train_epoch(epoch)
+            metrics = self._end_epoch(epoch, losses)
+            if distributed.broadcast_object(self._should_stop()):
+                log.info("no improvement for %d epochs: stopping early", c.patience)
+                break
+        distributed.barrier()
         result = TrainResult(self.run_dir, self.weights_dir / "best.safetensors",
                              self.weights_dir / "last.safetensors", epoch + 1, self.best_fitness, metrics,
                              self.loss_history)
