@@ -23,7 +23,7 @@ from detforge.cli import main
 from detforge.errors import SourceError
 from detforge.infer.annotate import class_color
 from detforge.infer.postprocess import non_max_suppression, scale_boxes_to_original
-from detforge.infer.predictor import Predictor, batch_shape, letterbox_batch
+from detforge.infer.predictor import PackedConvAct, Predictor, batch_shape, letterbox_batch
 from detforge.infer.sources import Frame, open_source, prefetch
 
 CELL = 8
@@ -291,7 +291,7 @@ def test_user_model_is_not_fused_in_place():
 
 
 def test_speed_tricks_leave_detections_unchanged():
-    """Fused, channels-last, in-place-activation copy gives the plain model's boxes; the user's model is untouched."""
+    """The fused, channels-last, oneDNN-packed copy gives the plain model's boxes; the user's model is untouched."""
     torch.manual_seed(0)
     model = detforge.create_model("yolov8n", num_classes=3).eval()
     with torch.no_grad():  # varied weights and BN statistics, so the outputs are not the init's uniform boxes
@@ -316,7 +316,7 @@ def test_speed_tricks_leave_detections_unchanged():
     assert len(fast) > 5 and len(fast) == len(plain)
     torch.testing.assert_close(fast, plain, atol=1e-2, rtol=1e-3)
     assert not any(getattr(m, "inplace", False) for m in model.modules())
-    assert any(getattr(m, "inplace", False) for m in predictor.model.modules())
+    assert any(isinstance(m, PackedConvAct) for m in predictor.model.modules())
 
 
 def save_tiny_weights(path):
