@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--images", type=int, default=500, help="synthetic images to generate (20%% held out)")
     parser.add_argument("--classes", type=int, default=3, help="shape classes")
     parser.add_argument("--imgsz", type=int, default=256, help="image size for data, training and prediction")
-    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -42,13 +42,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data = out / "data" / "data.yaml"
     if not data.is_file():
-        print(f"[1/4] generating {args.images} synthetic images of {args.classes} shape classes in {data.parent}")
+        print(f"[1/4] generating {args.images} synthetic images of {args.classes} shape classes in {data.parent}", flush=True)
         synthesize(data.parent, images=args.images, classes=args.classes, imgsz=args.imgsz, seed=args.seed,
                    progress=True)
     else:
-        print(f"[1/4] reusing the synthetic dataset in {data.parent}")
+        print(f"[1/4] reusing the synthetic dataset in {data.parent}", flush=True)
 
-    print(f"[2/4] training {args.model} for {args.epochs} epochs at {args.imgsz} px on the CPU")
+    print(f"[2/4] training {args.model} for {args.epochs} epochs at {args.imgsz} px", flush=True)
     config = make_train_config({
         "model": args.model, "data": str(data), "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
         "workers": args.workers, "project": str(out / "runs"), "name": "demo", "exist_ok": True,
@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
     }, "demo")
     result = Trainer(config).train()
 
-    print("[3/4] evaluated the best weights on the held-out split")
+    print("[3/4] evaluated the best weights on the held-out split (table above)", flush=True)
     metrics = result.metrics
 
-    print("[4/4] predicting on held-out images")
+    print("[4/4] predicting on held-out images", flush=True)
     predict_dir = out / "predict"
     held_out = sorted((data.parent / "images" / "val").glob("*.jpg"))[:8]
     predictor = Predictor(result.best, imgsz=args.imgsz, conf=0.25, batch=8)
