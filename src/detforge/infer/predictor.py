@@ -238,4 +238,5 @@ def letterbox_batch(images: Sequence[np.ndarray], imgsz: int, stride: int
         out, ratio, pad = letterbox(image, shape)
         padded.append(out)
         placements.append((ratio, pad))
-    return torch.from_numpy(np.stack(padded)).permute(0, 3, 1, 2), placements
+    stacked = padded[0][None] if len(padded) == 1 else np.stack(padded)
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2), placements
