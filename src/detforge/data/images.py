@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from detforge.data.problems import (
     COLOR_MODE,
@@ -63,7 +63,8 @@ def inspect_image(path: Path, report: ProblemReport) -> ImageInfo | None:
     except FileNotFoundError:
         report.add(path, UNREADABLE_IMAGE, SKIPPED, "file not found")
         return None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001  a corrupt file can make a decoder, or a plugin another
+        # library patched into Pillow (Ultralytics patches Image.open), raise anything: skip and report it
         if "truncat" in str(err).replace(str(path), "").lower():
             report.add(path, TRUNCATED_IMAGE, SKIPPED, f"file ends early ({err})")
         else:
