@@ -1,0 +1,245 @@
+"""Training throughput and peak memory, detforge vs Ultralytics, yolov8n on BCCD in one run.
+
+Both train yolov8n from scratch on a private copy of BCCD (neither writes caches into the shared
+folder) with the same settings: batch 16, default augmentations (mosaic 1.0, HSV, translate,
+scale, fliplr), the same number of loader workers, CPU, AMP off, no validation, and the same
+optimizer (the `auto` rule picks AdamW for both). Ultralytics forces `workers=0` on CPU; the
+bench sets its `workers` back to the requested number after construction so both load in the
+background. Each framework keeps its own thread settings (Ultralytics sets OMP_NUM_THREADS=1 on
+import unless the variable is set; `--threads N` sets it for both).
+
+Every measurement is its own subprocess, so `ru_maxrss` of that process (RUSAGE_SELF: the main
+training process only, loader workers excluded) is the peak of one framework at one size. The
+workers' peaks (VmHWM, which counts pages shared with the parent) are reported separately. A
+measurement trains `--warmup` batches untimed, then times `--batches` batches, each from the end
+of the previous batch (loading, forward, loss, backward, optimizer/EMA steps included) — both fit
+in the first epoch so no epoch-end work (validation, checkpoints) runs. The two frameworks
+alternate for `--repeats` rounds; the table shows the median and the spread.
+
+    python bench/train_throughput.py [--sizes 320 640] [--batches 8] [--warmup 2] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "bccd"
+FRAMEWORKS = ("detforge", "ultralytics")
+
+
+class StopMeasuring(Exception):
+    """Raised from an Ultralytics callback once the timed batches are done."""
+
+
+def worker_peaks_mb() -> list[float]:
+    """Peak RSS (VmHWM) of each live child process of this one, MB (Linux /proc)."""
+    peaks = []
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[1] != me:
+                continue
+            for line in (stat.parent / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        except (OSError, IndexError, ValueError):
+            continue
+    return peaks
+
+
+def report(ends: list[float], batch: int, warmup: int) -> None:
+    """Print the child's result as one JSON line; `ends[i]` is when batch i-1 finished (ends[0]: start)."""
+    timed = ends[warmup:]
+    steps = [b - a for a, b in itertools.pairwise(timed)]
+    print(json.dumps({
+        "images_per_s": batch * len(steps) / (timed[-1] - timed[0]),
+        "batch_s": steps,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_peaks_mb": worker_peaks_mb(),
+        "threads": sys.modules["torch"].get_num_threads(),  # at the end: detforge's tuned count
+    }), flush=True)
+
+
+class TimedBatches:
+    """Wraps the detforge train loader: yields `count` batches (starting new passes if needed) and
+    records when each one is asked for, i.e. when the training step of the previous one ended."""
+
+    def __init__(self, loader, count: int) -> None:
+        self.loader, self.count = loader, count
+        self.dataset = loader.dataset
+        self.ends: list[float] = []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        it = iter(self.loader)
+        for _ in range(self.count):
+            self.ends.append(time.perf_counter())
+            try:
+                batch = next(it)
+            except StopIteration:
+                it = iter(self.loader)
+                batch = next(it)
+            yield batch
+        self.ends.append(time.perf_counter())
+
+
+def run_detforge(args: argparse.Namespace) -> None:
+    from detforge.engine.train_config import make_train_config
+    from detforge.engine.trainer import Trainer
+
+    config = make_train_config({
+        "model": "yolov8n", "data": str(args.data / "data.yaml"), "epochs": 100, "imgsz": args.imgsz,
+        "batch": args.batch, "workers": args.workers, "device": "cpu", "amp": False, "plots": False,
+        "project": str(args.out), "name": "detforge", "exist_ok": True,
+    })
+    trainer = Trainer(config)
+    trainer._setup()  # the bench drives one training epoch itself: no validation, no checkpoints
+    timed = TimedBatches(trainer.train_loader, args.warmup + args.batches)
+    trainer.train_loader = timed
+    trainer._train_epoch(0)
+    report(timed.ends, args.batch, args.warmup)
+
+
+def run_ultralytics(args: argparse.Namespace) -> None:
+    from ultralytics.models.yolo.detect import DetectionTrainer  # sets OMP_NUM_THREADS=1 unless set
+
+    trainer = DetectionTrainer(overrides={
+        "model": "yolov8n.yaml", "data": str(args.data / "data.yaml"), "epochs": 100, "imgsz": args.imgsz,
+        "batch": args.batch, "workers": args.workers, "device": "cpu", "amp": False, "val": False,
+        "plots": False, "save": False, "project": str(args.out), "name": "ultralytics", "exist_ok": True,
+        "verbose": False,
+    })
+    trainer.args.workers = args.workers  # undo the CPU override to 0, so both load in the background
+    ends: list[float] = []
+
+    def batch_end(t) -> None:
+        ends.append(time.perf_counter())
+        if len(ends) == 1 + args.warmup + args.batches:  # ends[0] is the start
+            raise StopMeasuring
+
+    trainer.add_callback("on_train_start", lambda t: ends.append(time.perf_counter()))
+    trainer.add_callback("on_train_batch_end", batch_end)
+    try:
+        trainer.train()
+    except StopMeasuring:
+        pass
+    report(ends, args.batch, args.warmup)
+
+
+def measure(framework: str, args: argparse.Namespace, imgsz: int, out: Path) -> dict:
+    command = [sys.executable, __file__, "--child", framework, "--imgsz", str(imgsz), "--data", str(args.data),
+               "--out", str(out), "--batch", str(args.batch), "--batches", str(args.batches),
+               "--warmup", str(args.warmup), "--workers", str(args.workers)]
+    env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False", DETFORGE_CACHE_DIR=str(out / "cache"))
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        sys.exit(f"{framework} at {imgsz} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def spread(values: list[float], fmt: str) -> str:
+    middle = format(statistics.median(values), fmt)
+    if len(values) == 1:
+        return middle
+    return f"{middle} ({format(min(values), fmt)}–{format(max(values), fmt)})"
+
+
+def table(results: dict, sizes: list[int]) -> str:
+    lines = [
+        ("| imgsz | detforge img/s | Ultralytics img/s | speed ratio | detforge peak RSS MB | "
+         "Ultralytics peak RSS MB | memory ratio | workers' peak RSS MB (detforge / Ultralytics) | torch threads |"),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for imgsz in sizes:
+        ours, theirs = results[imgsz]["detforge"], results[imgsz]["ultralytics"]
+        speed = [a["images_per_s"] for a in ours], [b["images_per_s"] for b in theirs]
+        rss = [a["peak_rss_mb"] for a in ours], [b["peak_rss_mb"] for b in theirs]
+        workers = [max(r["worker_peaks_mb"], default=0) for r in ours + theirs]
+        lines.append(
+            f"| {imgsz} | {spread(speed[0], '.1f')} | {spread(speed[1], '.1f')} | "
+            f"{statistics.median(speed[0]) / statistics.median(speed[1]):.2f}x | {spread(rss[0], '.0f')} | "
+            f"{spread(rss[1], '.0f')} | {statistics.median(rss[0]) / statistics.median(rss[1]):.2f}x | "
+            f"{max(workers[:len(ours)]):.0f} / {max(workers[len(ours):]):.0f} | "
+            f"{ours[0]['threads']} / {theirs[0]['threads']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset folder with data.yaml")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batches", type=int, default=7, help="timed batches per measurement")
+    parser.add_argument("--warmup", type=int, default=5,
+                        help="untimed batches first (detforge times its thread counts in batches 1-4)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="alternating rounds per size")
+    parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for both (0: each its default)")
+    parser.add_argument("--only", choices=FRAMEWORKS, help="measure one framework only")
+    parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    parser.add_argument("--imgsz", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        (run_detforge if args.child == "detforge" else run_ultralytics)(args)
+        return 0
+    if not (args.data / "data.yaml").exists():
+        print(f"skipped: {args.data / 'data.yaml'} not found (BCCD is expected in ../shared/datasets/bccd; "
+              "pass --data)", file=sys.stderr)
+        return 0
+    train_images = len(list((args.data / "images" / "train").iterdir()))
+    if args.warmup + args.batches > train_images // args.batch:
+        print(f"warning: {args.warmup + args.batches} batches run past the first epoch ({train_images} images); "
+              "epoch-end work and a partial batch get timed", file=sys.stderr)
+    frameworks = [args.only] if args.only else list(FRAMEWORKS)
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "bccd"
+        shutil.copytree(args.data, data)
+        for folder in [data, *data.rglob("*")]:
+            if folder.is_dir():
+                folder.chmod(0o755)
+        spec = (data / "data.yaml").read_text()  # Ultralytics reads `path: .` from the working directory
+        (data / "data.yaml").write_text("\n".join(f"path: {data}" if line.startswith("path:") else line
+                                                 for line in spec.splitlines()) + "\n")
+        args.data = data
+        for imgsz in args.sizes:
+            results[imgsz] = {name: [] for name in FRAMEWORKS}
+            for round_ in range(args.repeats):
+                order = frameworks if round_ % 2 == 0 else frameworks[::-1]
+                for name in order:
+                    result = measure(name, args, imgsz, Path(tmp))
+                    results[imgsz][name].append(result)
+                    print(f"imgsz {imgsz} round {round_ + 1} {name}: {result['images_per_s']:.1f} img/s, "
+                          f"peak RSS {result['peak_rss_mb']:.0f} MB, batches "
+                          f"{' '.join(f'{s:.2f}' for s in result['batch_s'])} s", file=sys.stderr, flush=True)
+    if args.only:
+        return 0
+    print(table(results, args.sizes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
