@@ -1,28 +1,38 @@
 # Two entry points on a fresh machine: `make demo` and `make test`.
-# Both create (or reuse) .venv and install detforge with the pinned torch build.
+# Both create (or reuse) .venv and install detforge with the pinned torch build. The demo gets the
+# runtime dependencies only; the tests add the dev tools and the reference implementations
+# (Ultralytics, AGPL; the official YOLOv7 code, GPL), which src/ never imports.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint fuzz install clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH) -e .
+	touch $(RUNTIME)
+
+# yolov7detect pins old protobuf/tensorboard versions it does not need to build models: --no-deps,
+# with what its model code imports listed in the dev extra.
+$(DEV): $(RUNTIME)
 	$(PY) -m pip install -q $(TORCH) -e '.[dev,export]'
-	touch $(STAMP)
+	$(PY) -m pip install -q --no-deps yolov7detect==1.0.1
+	touch $(DEV)
 
-install: $(STAMP)
+install: $(DEV)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(VENV)/bin/detforge demo
 
-test: $(STAMP)
+test: $(DEV)
 	$(PY) -m pytest -n 2 --durations=15
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(VENV)/bin/ruff check src tests bench
 
 clean:
