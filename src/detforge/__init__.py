@@ -16,7 +16,13 @@ from detforge.infer.predictor import Predictor, predict
 from detforge.io.weights import load, save_weights
 from detforge.models.build import build_model, create_model
 from detforge.models.detector import Detector
-from detforge.registry import register_backbone, register_head, register_neck
+from detforge.registry import (
+    register_assigner,
+    register_backbone,
+    register_head,
+    register_loss,
+    register_neck,
+)
 
 __all__ = [
     "Detector",
@@ -28,8 +34,10 @@ __all__ = [
     "load",
     "load_config",
     "predict",
+    "register_assigner",
     "register_backbone",
     "register_head",
+    "register_loss",
     "register_neck",
     "save_weights",
     "train",

@@ -5,6 +5,11 @@ public so a user's own part works without editing detforge:
 
     @detforge.register_backbone("my_backbone")
     class MyBackbone(nn.Module): ...
+
+Assigners and losses are parts of the training recipe, picked the same way by the training
+config's `assigner: {type: ...}` and `loss: {type: ...}` sub-configs. An assigner is built as
+`ASSIGNERS.get(type)(**keys)`; a loss as `LOSSES.get(type)(model=<Detector>, assigner=<assigner>,
+**keys)` and called `loss(output, boxes, cls, batch_idx) -> (total, {name: tensor})`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ T = TypeVar("T", bound=type)
 
 
 class Registry:
-    """A named table of classes of one kind (backbone, neck or head)."""
+    """A named table of classes of one kind (backbone, neck, head, assigner or loss)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -53,3 +58,9 @@ PARTS = {"backbone": BACKBONES, "neck": NECKS, "head": HEADS}
 register_backbone = BACKBONES.register
 register_neck = NECKS.register
 register_head = HEADS.register
+
+ASSIGNERS = Registry("assigner")
+LOSSES = Registry("loss")
+
+register_assigner = ASSIGNERS.register
+register_loss = LOSSES.register

@@ -109,7 +109,7 @@ def test_objectness_targets_are_the_iou_of_the_assigned_box():
     out, boxes, cls, batch_idx = random_problem(batch=2, boxes_per_image=(4, 2), obj=True, seed=5)
     obj = torch.zeros_like(out.obj, requires_grad=True)  # logit 0: dBCE/dx = 0.5 - target
     gain = 2.0
-    criterion = DetectionLoss(3, obj_gain=gain)
+    criterion = DetectionLoss(3, obj=gain)
     total, items = criterion(
         HeadOutput(out.box, out.cls, obj, out.anchor_points, out.strides), boxes, cls, batch_idx
     )
@@ -157,8 +157,8 @@ def test_class_weights_scale_the_classification_term_only():
 
 def test_gains_are_applied_to_the_terms():
     out, boxes, cls, batch_idx = random_problem(seed=8)
-    total, base = DetectionLoss(3, box_gain=1.0, dfl_gain=1.0, cls_gain=1.0)(out, boxes, cls, batch_idx)
-    _, scaled = DetectionLoss(3, box_gain=3.0, dfl_gain=5.0, cls_gain=0.25)(out, boxes, cls, batch_idx)
+    total, base = DetectionLoss(3, box=1.0, dfl=1.0, cls=1.0)(out, boxes, cls, batch_idx)
+    _, scaled = DetectionLoss(3, box=3.0, dfl=5.0, cls=0.25)(out, boxes, cls, batch_idx)
     assert scaled["box"].item() == pytest.approx(3 * base["box"].item(), rel=1e-6)
     assert scaled["dfl"].item() == pytest.approx(5 * base["dfl"].item(), rel=1e-6)
     assert scaled["cls"].item() == pytest.approx(0.25 * base["cls"].item(), rel=1e-6)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from detforge.ops.iou import IoUKind, aligned_iou
+from detforge.registry import register_assigner
 
 
 class Assignment(NamedTuple):
@@ -37,8 +38,9 @@ class Assignment(NamedTuple):
     gt_idx: torch.Tensor
 
 
+@register_assigner("tal")
 class TaskAlignedAssigner(nn.Module):
-    """Assign gts to anchors by the task-alignment metric.
+    """Assign gts to anchors by the task-alignment metric (registered as assigner `tal`).
 
     topk: positives kept per gt. alpha, beta: exponents of class score and IoU in the metric.
     eps: guards the divisions and the strict inside-box test.

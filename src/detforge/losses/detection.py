@@ -21,17 +21,22 @@ from detforge.errors import ConfigError, DataError
 from detforge.losses.dfl import dfl_loss
 from detforge.ops.boxes import dfl_decode, distance_to_xyxy, xyxy_to_distance
 from detforge.ops.iou import aligned_iou
+from detforge.registry import register_loss
 
 if TYPE_CHECKING:
     from detforge.models.heads.base import HeadOutput
 
 
+@register_loss("yolov8")
 class DetectionLoss(nn.Module):
-    """Loss of a dense anchor-point detector.
+    """Loss of a dense anchor-point detector (registered as loss `yolov8`).
 
-    num_classes, reg_max: must match the head. *_gain: weight of each term in the total.
-    class_weights: optional per-class factors on the classification BCE, e.g. larger for rare
-    classes of an imbalanced dataset. assigner: defaults to `TaskAlignedAssigner()`.
+    model: the (unwrapped) Detector being trained; num_classes and reg_max default to its head's,
+    which is how the trainer builds it (`LOSSES.get(type)(model=..., assigner=..., **keys)`).
+    num_classes, reg_max: must match the head; give them instead of `model` to use the loss alone.
+    box, dfl, cls, obj: weight (gain) of each term in the total. class_weights: optional per-class
+    factors on the classification BCE, e.g. larger for rare classes of an imbalanced dataset.
+    assigner: defaults to `TaskAlignedAssigner()`.
 
     Objectness (heads with an obj branch): BCE towards the IoU of the predicted box with its
     assigned gt on foreground anchors and 0 elsewhere, summed over all anchors and divided by the
@@ -43,22 +48,30 @@ class DetectionLoss(nn.Module):
 
     def __init__(
         self,
-        num_classes: int,
-        reg_max: int = 16,
-        box_gain: float = 7.5,
-        dfl_gain: float = 1.5,
-        cls_gain: float = 0.5,
-        obj_gain: float = 1.0,
-        class_weights: Sequence[float] | torch.Tensor | None = None,
+        num_classes: int | None = None,
+        reg_max: int | None = None,
+        box: float = 7.5,
+        dfl: float = 1.5,
+        cls: float = 0.5,
+        obj: float = 1.0,
+        class_weights: Sequence[float] | None = None,
         assigner: nn.Module | None = None,
+        model: nn.Module | None = None,
     ):
         super().__init__()
+        head = getattr(model, "head", None)
+        if num_classes is None:
+            if head is None:
+                raise ConfigError("DetectionLoss needs num_classes (or model=<Detector> to read it from the head)")
+            num_classes = int(head.num_classes)
+        if reg_max is None:
+            reg_max = int(getattr(head, "reg_max", 16))
         self.num_classes = num_classes
         self.reg_max = reg_max
-        self.box_gain = box_gain
-        self.dfl_gain = dfl_gain
-        self.cls_gain = cls_gain
-        self.obj_gain = obj_gain
+        self.box_gain = box
+        self.dfl_gain = dfl
+        self.cls_gain = cls
+        self.obj_gain = obj
         self.assigner = assigner if assigner is not None else TaskAlignedAssigner()
         weights = None
         if class_weights is not None:
