@@ -23,8 +23,9 @@ from detforge.cli import main
 from detforge.errors import SourceError
 from detforge.infer.annotate import class_color
 from detforge.infer.postprocess import non_max_suppression, scale_boxes_to_original
-from detforge.infer.predictor import PackedConvAct, Predictor, batch_shape, letterbox_batch
+from detforge.infer.predictor import Predictor, batch_shape, letterbox_batch
 from detforge.infer.sources import Frame, open_source, prefetch
+from detforge.models.deploy import PackedConvAct
 
 CELL = 8
 RED = (230, 20, 20)  # RGB

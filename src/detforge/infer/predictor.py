@@ -3,9 +3,9 @@
 The pipeline per batch: decode (on a prefetch thread) → letterbox every frame into one
 shared rectangle (the smallest multiple of the stride that holds each frame scaled to `imgsz`)
 → model → NMS → boxes mapped back to the original pixels. The model is a private copy made for
-speed: BatchNorm folded (`fuse`), channels-last memory (oneDNN's native layout, no reorders
-between convs), in-place activations after each conv, and on CPU each conv block run as one
-oneDNN call with its weight pre-packed (see `pack_convs`), under `torch.inference_mode`.
+speed by its `deploy()` (see `detforge.models.deploy`: BatchNorm folded, training-only parts
+dropped, channels-last memory, in-place activations, oneDNN-packed convs on CPU) and run under
+`torch.inference_mode`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from detforge.infer.results import Results
 from detforge.infer.sliced import SliceSettings, predict_sliced
 from detforge.infer.sources import Frame, SourceLike, open_source, prefetch
 from detforge.io.convert import load_detector
+from detforge.models.deploy import deploy_model
 from detforge.models.detector import Detector
-from detforge.models.layers import ConvBNAct
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +62,11 @@ class Predictor:
         self.slice = slice
         self.workers = workers
         self.dtype = torch.float16 if half and self.device.type == "cuda" else torch.float32
-        self.model = copy.deepcopy(model).eval()
-        if fuse:
-            self.model.fuse()
-        inplace_activations(self.model)
-        self.model = self.model.to(self.device, self.dtype).to(memory_format=torch.channels_last)
-        if fuse and self.device.type == "cpu" and self.dtype == torch.float32:
-            pack_convs(self.model)
+        self.model = copy.deepcopy(model)
+        if fuse and callable(getattr(self.model, "deploy", None)):
+            self.model.deploy(device=self.device, dtype=self.dtype)
+        else:  # a model of its own kind (or fuse=False): the same rewrites, duck-typed
+            deploy_model(self.model, device=self.device, dtype=self.dtype, fuse=fuse)
 
     def __call__(self, source: SourceLike, stream: bool = False) -> list[Results] | Iterator[Results]:
         return self.predict(source, stream)
@@ -129,85 +127,6 @@ class Predictor:
         speed = {"preprocess": (t1 - t0) * 1000 / n, "inference": (t2 - t1) * 1000 / n,
                  "postprocess": (t3 - t2) * 1000 / n}
         return out, speed
-
-
-def inplace_activations(model: nn.Module) -> None:
-    """Let each conv block's activation overwrite the conv output it is given (inference only).
-
-    That output is a fresh tensor nobody else holds, so nothing changes but one less large
-    allocation per block; never do this to a model that will be trained.
-    """
-    for module in model.modules():
-        if isinstance(module, ConvBNAct) and hasattr(module.act, "inplace"):
-            module.act.inplace = True
-
-
-class PackedConvAct(nn.Module):
-    """A conv (optionally followed by SiLU) as one oneDNN call on CPU.
-
-    The weight is reordered once into oneDNN's blocked layout instead of on every call, and the
-    activation runs as the conv's post-op instead of another pass over memory: about 15% less
-    time per forward than eager PyTorch. These are the oneDNN ops PyTorch's own CPU compiler
-    (inductor) emits; the arithmetic is the eager layers' (`pack_convs` checks the outputs).
-    """
-
-    def __init__(self, conv: nn.Conv2d, silu: bool):
-        super().__init__()
-        self.padding, self.stride = list(conv.padding), list(conv.stride)
-        self.dilation, self.groups = list(conv.dilation), conv.groups
-        self.attr = "swish" if silu else "none"
-        self.weight = torch.ops.mkldnn._reorder_convolution_weight(
-            conv.weight.detach(), self.padding, self.stride, self.dilation, self.groups)
-        self.bias = None if conv.bias is None else conv.bias.detach()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._convolution_pointwise(x, self.weight, self.bias, self.padding, self.stride,
-                                                       self.dilation, self.groups, self.attr, [], "")
-
-
-def _packable(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
-    """(parent, name, module) of every fused `ConvBNAct` with SiLU or no activation, and of every other
-    plain zero-padded `nn.Conv2d` (e.g. a head's prediction convs)."""
-    found = []
-    for parent in model.modules():
-        if isinstance(parent, ConvBNAct):
-            continue  # its conv is packed with the block
-        for name, child in parent.named_children():
-            fused_block = (isinstance(child, ConvBNAct) and isinstance(child.bn, nn.Identity)
-                           and isinstance(child.act, (nn.SiLU, nn.Identity)) and child.conv.padding_mode == "zeros")
-            plain_conv = type(child) is nn.Conv2d and child.padding_mode == "zeros"
-            if fused_block or plain_conv:
-                found.append((parent, name, child))
-    return found
-
-
-def pack_convs(model: nn.Module) -> int:
-    """Swap the fused conv blocks and plain convs of a CPU float32 model for `PackedConvAct`s, in place.
-
-    Checked on a small input first: if this PyTorch build lacks the oneDNN ops or the outputs
-    move by more than float rounding, the model is left as it was. Returns the number swapped.
-    """
-    targets = _packable(model)
-    if not targets or not torch.backends.mkldnn.is_available():
-        return 0
-    stride = max(int(s) for s in getattr(model, "strides", [32]))
-    probe = torch.rand(1, 3, 2 * stride, 3 * stride).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        expected = model(probe)
-        try:
-            for parent, name, child in targets:
-                packed = (PackedConvAct(child.conv, isinstance(child.act, nn.SiLU)) if isinstance(child, ConvBNAct)
-                          else PackedConvAct(child, silu=False))
-                setattr(parent, name, packed)
-            ok = torch.allclose(model(probe), expected, rtol=1e-3, atol=1e-3)
-        except (RuntimeError, AttributeError) as err:
-            logger.debug("oneDNN conv packing unavailable (%s); running eager convs", err)
-            ok = False
-    if not ok:
-        for parent, name, child in targets:
-            setattr(parent, name, child)
-        return 0
-    return len(targets)
 
 
 def predict(model: Detector | str | Path, source: SourceLike, stream: bool = False, **settings

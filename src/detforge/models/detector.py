@@ -1,10 +1,11 @@
-"""`Detector`: backbone → neck → head, plus what belongs to the whole model (fuse, info)."""
+"""`Detector`: backbone → neck → head, plus what belongs to the whole model (fuse, deploy, info)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from detforge.models.deploy import Target, deploy_model, fuse_parts
 from detforge.models.heads.base import DetectionHead, HeadOutput
 
 
@@ -24,6 +25,8 @@ class Detector(nn.Module):
         self.head = head
         self.config = config
         self.names = list(names) if names else [f"class{i}" for i in range(head.num_classes)]
+        # Optional auxiliary heads (an nn.Module), used only in training; `deploy()` drops them.
+        self.aux: nn.Module | None = None
 
     @property
     def num_classes(self) -> int:
@@ -46,10 +49,20 @@ class Detector(nn.Module):
     def fuse(self) -> Detector:
         """Fold every BatchNorm into its conv (and, for parts that have them, re-parameterize
         branches) for faster inference. Outputs are unchanged up to float rounding."""
-        for module in list(self.modules()):
-            if module is not self and hasattr(module, "fuse"):
-                module.fuse()
+        fuse_parts(self)
         return self
+
+    def deploy(self, target: Target = "torch", device: torch.device | str | None = None,
+               dtype: torch.dtype | None = None) -> Detector:
+        """Make this model its deployed self, in place, and return it: eval, fused, training-only
+        parts (`aux`, `remove_training_parts()` hooks) removed, optionally moved to `device`/`dtype`.
+
+        target="torch" (the predictor's) also applies the eager speed-ups: channels-last memory,
+        in-place activations and, on CPU float32, oneDNN-packed convs. target="export" keeps the
+        model traceable by ONNX / TorchScript / torch.export. Outputs equal the eager model's up
+        to float rounding. Copy first (`copy.deepcopy`) if this model must stay trainable.
+        """
+        return deploy_model(self, target, device=device, dtype=dtype)
 
     def train(self, mode: bool = True, **settings):
         """`nn.Module.train(mode)`; given training settings — `model.train(data="data.yaml", epochs=10)` —
