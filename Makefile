@@ -9,7 +9,7 @@ RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint fuzz install clean
+.PHONY: demo test lint fuzz bench install clean
 
 $(RUNTIME): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ demo: $(RUNTIME)
 
 test: $(DEV)
 	$(PY) -m pytest -n 2 --durations=15
+
+# Every side-by-side benchmark, then docs/benchmarks.md regenerated from their figures (~60 min on 2 cores;
+# run it on a quiet machine: figures taken under load are flagged on the page).
+BENCH_OUT := .bench
+bench: $(DEV)
+	mkdir -p $(BENCH_OUT)
+	$(PY) bench/data_throughput.py --json $(BENCH_OUT)/loader.json
+	$(PY) bench/train_throughput.py --json $(BENCH_OUT)/train.json
+	$(PY) bench/predict_throughput.py --threads 1 2 --json $(BENCH_OUT)/predict.json
+	$(PY) bench/report.py $(BENCH_OUT)/loader.json $(BENCH_OUT)/train.json $(BENCH_OUT)/predict.json
 
 lint: $(DEV)
 	$(VENV)/bin/ruff check src tests bench

@@ -14,25 +14,27 @@ workers' peaks (VmHWM, which counts pages shared with the parent) are reported s
 measurement trains `--warmup` batches untimed, then times `--batches` batches, each from the end
 of the previous batch (loading, forward, loss, backward, optimizer/EMA steps included) — both fit
 in the first epoch so no epoch-end work (validation, checkpoints) runs. The two frameworks
-alternate for `--repeats` rounds; the table shows the median and the spread.
+alternate for `--repeats` rounds; the table shows the medians.
 
-    python bench/train_throughput.py [--sizes 320 640] [--batches 8] [--warmup 2] [--repeats 2]
+    python bench/train_throughput.py [--sizes 320 640] [--batches 7] [--warmup 5] [--repeats 5] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from report import add_row, new_section, render_table, save_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "bccd"
@@ -137,10 +139,8 @@ def run_ultralytics(args: argparse.Namespace) -> None:
 
     trainer.add_callback("on_train_start", lambda t: ends.append(time.perf_counter()))
     trainer.add_callback("on_train_batch_end", batch_end)
-    try:
+    with contextlib.suppress(StopMeasuring):
         trainer.train()
-    except StopMeasuring:
-        pass
     report(ends, args.batch, args.warmup)
 
 
@@ -158,32 +158,14 @@ def measure(framework: str, args: argparse.Namespace, imgsz: int, out: Path) -> 
     return json.loads(lines[-1])
 
 
-def spread(values: list[float], fmt: str) -> str:
-    middle = format(statistics.median(values), fmt)
-    if len(values) == 1:
-        return middle
-    return f"{middle} ({format(min(values), fmt)}–{format(max(values), fmt)})"
-
-
-def table(results: dict, sizes: list[int]) -> str:
-    lines = [
-        ("| imgsz | detforge img/s | Ultralytics img/s | speed ratio | detforge peak RSS MB | "
-         "Ultralytics peak RSS MB | memory ratio | workers' peak RSS MB (detforge / Ultralytics) | torch threads |"),
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+def add_rows(section: dict, results: dict, sizes: list[int]) -> None:
     for imgsz in sizes:
         ours, theirs = results[imgsz]["detforge"], results[imgsz]["ultralytics"]
-        speed = [a["images_per_s"] for a in ours], [b["images_per_s"] for b in theirs]
-        rss = [a["peak_rss_mb"] for a in ours], [b["peak_rss_mb"] for b in theirs]
-        workers = [max(r["worker_peaks_mb"], default=0) for r in ours + theirs]
-        lines.append(
-            f"| {imgsz} | {spread(speed[0], '.1f')} | {spread(speed[1], '.1f')} | "
-            f"{statistics.median(speed[0]) / statistics.median(speed[1]):.2f}x | {spread(rss[0], '.0f')} | "
-            f"{spread(rss[1], '.0f')} | {statistics.median(rss[0]) / statistics.median(rss[1]):.2f}x | "
-            f"{max(workers[:len(ours)]):.0f} / {max(workers[len(ours):]):.0f} | "
-            f"{ours[0]['threads']} / {theirs[0]['threads']} |"
-        )
-    return "\n".join(lines)
+
+        add_row(section, {"imgsz": imgsz}, {
+            metric: {"detforge": [r[field] for r in ours], "reference": [r[field] for r in theirs]}
+            for metric, field in (("img/s", "images_per_s"), ("peak RSS MB", "peak_rss_mb"))
+        })
 
 
 def main() -> int:
@@ -195,7 +177,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5,
                         help="untimed batches first (detforge times its thread counts in batches 1-4)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2, help="alternating rounds per size")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating rounds per size")
+    parser.add_argument("--json", type=Path, help="write the figures here for bench/report.py")
     parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for both (0: each its default)")
     parser.add_argument("--only", choices=FRAMEWORKS, help="measure one framework only")
     parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
@@ -214,6 +197,12 @@ def main() -> int:
         print(f"warning: {args.warmup + args.batches} batches run past the first epoch ({train_images} images); "
               "epoch-end work and a partial batch get timed", file=sys.stderr)
     frameworks = [args.only] if args.only else list(FRAMEWORKS)
+    section = new_section(
+        "train", "Training throughput", "python bench/train_throughput.py",
+        f"yolov8n from scratch on a private copy of BCCD train, batch {args.batch}, default augmentations, "
+        f"{args.workers} loader workers on both sides, CPU, AMP off, no validation, the same optimizer; "
+        f"{args.warmup} untimed batches, then {args.batches} timed; peak RSS of the main training process.",
+        ["imgsz"], {"img/s": True, "peak RSS MB": False})
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bccd"
@@ -237,7 +226,10 @@ def main() -> int:
                           f"{' '.join(f'{s:.2f}' for s in result['batch_s'])} s", file=sys.stderr, flush=True)
     if args.only:
         return 0
-    print(table(results, args.sizes))
+    add_rows(section, results, args.sizes)
+    print(render_table(section))
+    if args.json:
+        save_section(section, args.json)
     return 0
 
 
