@@ -32,3 +32,7 @@ class TrainingDivergedError(DetforgeError):
 
 class SourceError(DetforgeError):
     """A prediction source (image, folder, glob, video, list file) is missing or holds nothing readable."""
+
+
+class RunFinishedError(DetforgeError):
+    """`--resume` of a run that already ended: there is nothing left to train."""

@@ -37,6 +37,7 @@ from detforge.engine.results import ResultsLog, plot_results
 from detforge.engine.threads import ThreadTuner
 from detforge.engine.train_config import TrainConfig, make_train_config
 from detforge.engine.validate import images_to_float, validate
+from detforge.errors import RunFinishedError
 from detforge.infer.annotate import plot_batch
 from detforge.io.convert import load_detector
 from detforge.io.weights import save_weights, write_atomic
@@ -88,7 +89,9 @@ class Trainer:
     def resume(cls, run_dir: str | Path) -> Trainer:
         run_dir = Path(run_dir)
         state = load_train_state(run_dir / "weights" / "last_state.safetensors")
-        config = make_train_config(state[1]["info"]["train_config"], str(run_dir))
+        info = state[1]["info"]
+        config = make_train_config(info["train_config"], str(run_dir))
+        check_unfinished(run_dir, info, config)
         return cls(config, run_dir, state)
 
     # ----------------------------------------------------------------- setup
@@ -309,6 +312,21 @@ class Trainer:
                 final.save_plots(self.run_dir)
             result.metrics = final.summary()
             log.info("\n%s", final.per_class_table())
+
+
+def check_unfinished(run_dir: Path, info: dict, config: TrainConfig) -> None:
+    """Refuse to resume a run that already ended (all epochs done, or stopped early by `patience`):
+    resuming it would only re-validate and rewrite its plots."""
+    done = info["epoch"] + 1
+    stopped_early = bool(config.patience) and info.get("epochs_without_gain", 0) >= config.patience
+    if done >= config.epochs or stopped_early:
+        how = f"all {config.epochs} epochs done" if done >= config.epochs else \
+            f"stopped early after {done} epochs without improvement for {config.patience}"
+        raise RunFinishedError(
+            f"{run_dir}: the run is finished ({how}); nothing to resume — train longer with a new run, e.g. "
+            f"detforge train --model {run_dir / 'weights' / 'last.safetensors'} --data {config.data} "
+            f"--epochs N"
+        )
 
 
 def set_epoch(loader, epoch: int) -> None:
