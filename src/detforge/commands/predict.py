@@ -111,11 +111,10 @@ class Outputs:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from detforge.infer.predictor import Predictor
     from detforge.infer.sliced import SliceSettings
     from detforge.infer.sources import open_source
+    from detforge.progress import progress_bar
 
     slicing = SliceSettings(args.slice_size, args.slice_overlap, not args.no_full_frame) if args.slice else None
     predictor = Predictor(args.weights, imgsz=args.imgsz, conf=args.conf, iou=args.iou, max_det=args.max_det,
@@ -128,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     frames, boxes = 0, 0
     start = time.perf_counter()
     try:
-        with tqdm(total=len(source), unit="img", desc="predicting") as bar:
+        with progress_bar(total=len(source), unit="img", desc="predicting") as bar:
             for result in predictor.stream(source):
                 outputs.write(result)
                 frames += 1

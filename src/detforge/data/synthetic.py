@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
-from tqdm import tqdm
 
 from detforge.errors import DataError
+from detforge.progress import progress_bar
 
 SHAPES = ("circle", "triangle", "square", "cross", "star", "ring", "hexagon", "diamond")
 MAX_OBJECTS = 6
@@ -148,7 +148,7 @@ def synthesize(out: str | Path, images: int = 200, classes: int = 3, imgsz: int 
     out = Path(out)
     n_val = min(images - 1, max(1, round(images * val_fraction)))
     rng = np.random.default_rng(seed)
-    for i in tqdm(range(images), desc="synthesizing", disable=not progress, leave=False):
+    for i in progress_bar(range(images), desc="synthesizing", disable=not progress, leave=False):
         split = "val" if i >= images - n_val else "train"
         image, boxes, labels = draw_scene(rng, imgsz, classes)
         name = f"{split}_{i:05d}"

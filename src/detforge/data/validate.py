@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from detforge.data.images import inspect_image
 from detforge.data.problems import (
@@ -29,6 +28,7 @@ from detforge.data.problems import (
     ProblemReport,
 )
 from detforge.data.records import ImageRecord, RawLabels
+from detforge.progress import progress_bar
 
 MIN_SIDE = 1e-3  # pixels; a box thinner than this after clipping counts as zero-area
 OUTSIDE_TOLERANCE = 1e-2  # pixels; rounding noise in normalised labels is clipped without a report
@@ -40,7 +40,7 @@ def validate(raws: list[RawLabels], num_classes: int, report: ProblemReport, pro
     image_reports = [ProblemReport(root=report.root) for _ in raws]
     with ThreadPoolExecutor(max_workers=8) as pool:
         infos = pool.map(lambda a: inspect_image(Path(a[0].image), a[1]), zip(raws, image_reports))
-        infos = list(tqdm(infos, total=len(raws), desc=desc, disable=not progress, leave=False))
+        infos = list(progress_bar(infos, total=len(raws), desc=desc, disable=not progress, leave=False))
     records = []
     for raw, info, image_report in zip(raws, infos, image_reports):
         report.extend(image_report)

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 import detforge
 from detforge.config import set_by_path, validate_config
@@ -42,6 +41,7 @@ from detforge.infer.annotate import plot_batch
 from detforge.io.convert import load_detector
 from detforge.io.weights import save_weights, write_atomic
 from detforge.losses import DetectionLoss, NonFiniteGuard
+from detforge.progress import interactive, progress_bar
 from detforge.runs import next_run_dir
 
 log = logging.getLogger(__name__)
@@ -213,8 +213,8 @@ class Trainer:
         batches = len(loader)
         sums: dict[str, float] = {}
         seen, start = 0, time.perf_counter()
-        bar = tqdm(loader, total=batches, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not self.main,
-                   dynamic_ncols=True)
+        bar = progress_bar(loader, total=batches, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not self.main,
+                           dynamic_ncols=True)
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(self.threads.steps(bar)):
             iteration = epoch * batches + i
@@ -244,6 +244,10 @@ class Trainer:
         averaged = distributed.mean_across_ranks(torch.tensor(list(means.values()), dtype=torch.float64))
         means = dict(zip(means, averaged.tolist()))
         means["images_per_s"] = seen * self.world / (time.perf_counter() - start)
+        if self.main and not interactive():  # no bar in a log: one plain line per epoch instead
+            log.info("epoch %d/%d  %s  %.1f img/s  %.0f s", epoch + 1, c.epochs,
+                     "  ".join(f"{k} {v:.4f}" for k, v in means.items() if k != "images_per_s"),
+                     means["images_per_s"], time.perf_counter() - start)
         return means
 
     def _optimizer_step(self) -> None:

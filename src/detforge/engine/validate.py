@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from detforge.data import build_dataloader, load_dataset_spec
 from detforge.device import select_device
@@ -17,6 +16,7 @@ from detforge.errors import DataError
 from detforge.eval import evaluate
 from detforge.infer.postprocess import non_max_suppression, scale_boxes_to_original
 from detforge.io.convert import load_detector
+from detforge.progress import progress_bar
 
 
 def images_to_float(images: torch.Tensor, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -31,7 +31,7 @@ def validate(model: nn.Module, loader, names: list[str], device: torch.device, c
     model.eval()
     dtype = next(model.parameters()).dtype
     predictions, ground_truths = [], []
-    for batch in tqdm(loader, desc="  validating", leave=False, disable=not progress):
+    for batch in progress_bar(loader, desc="  validating", leave=False, disable=not progress):
         output = model(images_to_float(batch["img"], device, dtype))
         detections = non_max_suppression(output, conf, iou, max_det, multi_label=True)
         for i, det in enumerate(detections):
