@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from pathlib import Path
 
 from detforge.runs import next_run_dir
 
@@ -45,72 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-class Outputs:
-    """Writes each result where it belongs: annotated image or a frame of an annotated video,
-    `labels/<stem>.txt`, `json/<stem>.json` (video frames get `_<frame>` appended to the stem)."""
-
-    def __init__(self, save_dir: Path, args: argparse.Namespace):
-        self.save_dir = save_dir
-        self.args = args
-        self.stems: dict[tuple[str, int | None], str] = {}
-        self.used: set[str] = set()
-        self.writers: dict[str, object] = {}
-
-    def stem(self, path: str, frame: int | None) -> str:
-        """A unique file stem per source file (two `a.jpg` in different folders become `a` and `a_2`)."""
-        key = (path, None)
-        if key not in self.stems:
-            base = Path(path).stem
-            stem, n = base, 2
-            while stem in self.used:
-                stem, n = f"{base}_{n}", n + 1
-            self.used.add(stem)
-            self.stems[key] = stem
-        stem = self.stems[key]
-        return stem if frame is None else f"{stem}_{frame}"
-
-    def write(self, result) -> None:
-        args = self.args
-        stem = self.stem(result.path, result.frame)
-        if not args.no_save:
-            image = result.plot(line_width=args.line_width)
-            if result.frame is None:
-                from detforge.infer.annotate import save_rgb
-
-                save_rgb(image, self.save_dir / f"{stem}{Path(result.path).suffix.lower() or '.jpg'}")
-            else:
-                self._video_frame(result.path, image)
-        if args.save_txt:
-            result.save_txt(self.save_dir / "labels" / f"{stem}.txt", save_conf=args.save_conf)
-        if args.save_json:
-            path = self.save_dir / "json" / f"{stem}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(result.to_json(indent=2))
-
-    def _video_frame(self, source: str, image) -> None:
-        import cv2
-
-        writer = self.writers.get(source)
-        if writer is None:
-            for other in self.writers.values():  # videos are read one after another
-                other.release()
-            self.writers.clear()
-            path = self.save_dir / f"{self.stem(source, None)}.mp4"
-            height, width = image.shape[:2]
-            capture = cv2.VideoCapture(source)
-            fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-            capture.release()
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-            self.writers[source] = writer
-        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-
-    def close(self) -> None:
-        for writer in self.writers.values():
-            writer.release()
-        self.writers.clear()
-
-
 def run(args: argparse.Namespace) -> int:
+    from detforge.infer.outputs import ResultWriter
     from detforge.infer.predictor import Predictor
     from detforge.infer.sliced import SliceSettings
     from detforge.infer.sources import open_source
@@ -122,24 +55,12 @@ def run(args: argparse.Namespace) -> int:
                           half=args.half, slice=slicing)
     source = open_source(args.source)
     save_dir = next_run_dir(args.project, args.name, args.exist_ok)
-    save_dir.mkdir(parents=True, exist_ok=True)
-    outputs = Outputs(save_dir, args)
-    frames, boxes = 0, 0
-    start = time.perf_counter()
-    try:
-        with progress_bar(total=len(source), unit="img", desc="predicting") as bar:
-            for result in predictor.stream(source):
-                outputs.write(result)
-                frames += 1
-                boxes += len(result)
-                bar.update(1)
-    finally:
-        outputs.close()
-    elapsed = time.perf_counter() - start
-    rate = frames / elapsed if elapsed > 0 else 0.0
-    summary = {"frames": frames, "boxes": boxes, "seconds": round(elapsed, 2), "frames_per_second": round(rate, 2),
-               "save_dir": str(save_dir)}
-    (save_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"{frames} frames, {boxes} boxes, {rate:.1f} frames/s; results in {save_dir}")
+    writer = ResultWriter(save_dir, save_images=not args.no_save, save_txt=args.save_txt, save_conf=args.save_conf,
+                          save_json=args.save_json, line_width=args.line_width)
+    with progress_bar(total=len(source), unit="img", desc="predicting") as bar:
+        for _ in writer.write_all(predictor.stream(source)):
+            bar.update(1)
+    summary = writer.close()
+    print(f"{summary['frames']} frames, {summary['boxes']} boxes, {summary['frames_per_second']:.1f} frames/s; "
+          f"results in {save_dir}")
     return 0
-

@@ -24,6 +24,7 @@ from torch import nn
 
 from detforge.data.augment import letterbox
 from detforge.device import select_device
+from detforge.infer.outputs import ResultWriter
 from detforge.infer.postprocess import non_max_suppression, scale_boxes_to_original
 from detforge.infer.results import Results
 from detforge.infer.sliced import SliceSettings, predict_sliced
@@ -71,11 +72,22 @@ class Predictor:
     def __call__(self, source: SourceLike, stream: bool = False) -> list[Results] | Iterator[Results]:
         return self.predict(source, stream)
 
-    def predict(self, source: SourceLike, stream: bool = False) -> list[Results] | Iterator[Results]:
+    def predict(self, source: SourceLike, stream: bool = False, save_dir: str | Path | None = None,
+                save_images: bool = True, save_txt: bool = False, save_conf: bool = False, save_json: bool = False,
+                line_width: int | None = None) -> list[Results] | Iterator[Results]:
         """Predict every frame of `source`; `stream=True` returns a generator that holds one batch at a
-        time (use it on videos and large folders), otherwise a list of all results."""
+        time (use it on videos and large folders), otherwise a list of all results.
+
+        With `save_dir`, results are also saved there as they come (see `ResultWriter`): annotated
+        images and videos (`save_images`), YOLO labels (`save_txt`, `save_conf` adds the confidence),
+        one JSON per image (`save_json`) and `summary.json` — the files `detforge predict` writes.
+        """
         frames = open_source(source)
         results = self.stream(frames)
+        if save_dir is not None:
+            writer = ResultWriter(save_dir, save_images=save_images, save_txt=save_txt, save_conf=save_conf,
+                                  save_json=save_json, line_width=line_width)
+            results = writer.write_all(results)
         return results if stream else list(results)
 
     def stream(self, frames) -> Iterator[Results]:
@@ -129,10 +141,16 @@ class Predictor:
         return out, speed
 
 
+SAVE_SETTINGS = ("save_dir", "save_images", "save_txt", "save_conf", "save_json", "line_width")
+
+
 def predict(model: Detector | str | Path, source: SourceLike, stream: bool = False, **settings
             ) -> list[Results] | Iterator[Results]:
-    """One-call prediction: `Predictor(model, **settings).predict(source, stream)`."""
-    return Predictor(model, **settings).predict(source, stream)
+    """One-call prediction: `Predictor(model, **settings).predict(source, stream, **save)`, where the
+    save settings (`save_dir`, `save_images`, `save_txt`, `save_conf`, `save_json`, `line_width`) go to
+    `Predictor.predict` and the rest to `Predictor`."""
+    save = {key: settings.pop(key) for key in SAVE_SETTINGS if key in settings}
+    return Predictor(model, **settings).predict(source, stream, **save)
 
 
 def batch_shape(shapes: Sequence[tuple[int, int]], imgsz: int, stride: int) -> tuple[int, int]:

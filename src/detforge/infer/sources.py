@@ -116,8 +116,10 @@ def open_source(source: SourceLike) -> Source:
 
     source: an image or video file, a folder (its images and videos, sorted, not recursive), a
     glob pattern (`data/**/*.jpg`), a `.txt` file with one path per line (relative to the
-    file's folder), an RGB `[H, W, 3]` uint8 array, or a list of any of these.
+    file's folder), an RGB `[H, W, 3]` uint8 array, or a list of any of these (or an opened `Source`).
     """
+    if isinstance(source, Source):
+        return source
     if isinstance(source, np.ndarray):
         return Source([_check_array(source)])
     if isinstance(source, (str, Path)):
