@@ -39,8 +39,9 @@ bench: $(DEV)
 	mkdir -p $(BENCH_OUT)
 	$(PY) bench/data_throughput.py --json $(BENCH_OUT)/loader.json
 	$(PY) bench/train_throughput.py --json $(BENCH_OUT)/train.json
+	$(PY) bench/mosaic_diversity.py --json $(BENCH_OUT)/mosaic.json
 	$(PY) bench/predict_throughput.py --threads 1 2 --json $(BENCH_OUT)/predict.json
-	$(PY) bench/report.py $(BENCH_OUT)/loader.json $(BENCH_OUT)/train.json $(BENCH_OUT)/predict.json
+	$(PY) bench/report.py $(addprefix $(BENCH_OUT)/,loader.json mosaic.json train.json predict.json)
 
 lint: $(DEV)
 	$(VENV)/bin/ruff check src tests bench

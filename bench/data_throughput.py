@@ -71,6 +71,17 @@ def ultralytics_loader(data: Path, imgsz: int, workers: int, batch: int) -> Iter
     return build_dataloader(dataset, batch, workers, shuffle=True, rank=-1)
 
 
+def private_copy(source: Path, tmp: Path) -> Path:
+    """A writable copy of the dataset, so neither loader writes caches into the shared folder."""
+    data = tmp / source.name
+    shutil.copytree(source, data)
+    for folder in [data, *data.rglob("*")]:
+        if folder.is_dir():
+            folder.chmod(0o755)
+    os.environ["DETFORGE_CACHE_DIR"] = str(tmp / "cache")
+    return data
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -89,12 +100,7 @@ def main() -> int:
     os.environ.setdefault("YOLO_VERBOSE", "False")
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "bccd"
-        shutil.copytree(args.data, data)
-        for folder in [data, *data.rglob("*")]:
-            if folder.is_dir():
-                folder.chmod(0o755)
-        os.environ["DETFORGE_CACHE_DIR"] = str(Path(tmp) / "cache")
+        data = private_copy(args.data, Path(tmp))
         import ultralytics.utils  # noqa: F401 - imported first so its global OpenCV settings apply to both
 
         section = new_section(

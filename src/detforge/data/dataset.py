@@ -4,7 +4,10 @@ Randomness is drawn from a generator seeded by (seed, epoch, index). Mosaic part
 from a small per-process buffer of recently decoded images (as in Ultralytics), so a sample
 decodes about one image instead of four; the buffer is emptied when a new pass over the data
 starts, so an epoch's samples depend only on the seed, the epoch and the worker count (a
-resumed run repeats them exactly).
+resumed run repeats them exactly). Until the buffer holds two batches' worth of images, partners
+come from the whole split, and the three partners of a mosaic are always distinct images other than
+its own, so the first batches of a pass are as varied as the rest (a cold buffer of 3-4 images
+would otherwise put the same photo in several tiles of one mosaic).
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         self._buffer: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._buffer_size = min(len(store), max(batch_size * 8, 32), 1000) if augment else 0
         self._buffer_run = 0
+        self._warm_size = min(self._buffer_size, 2 * batch_size)  # buffered images before partners come from it
         self._warned: set[str] = set()
 
     def __len__(self) -> int:
@@ -160,10 +164,12 @@ class DetectionDataset(torch.utils.data.Dataset):
         return aug.render(tiles, matrix, (size, size))
 
     def _mosaic_partners(self, index: int, rng: np.random.Generator) -> list[int]:
+        """Three distinct images other than `index` (fewer distinct only in a split of < 4 images)."""
         others = [i for i in self._buffer if i != index]
-        if len(others) < 3:  # cold buffer: draw from the whole split (these then fill the buffer)
-            return [int(i) for i in rng.integers(len(self), size=3)]
-        return [others[i] for i in rng.integers(len(others), size=3)]
+        if len(others) < min(self._warm_size, len(self) - 1):  # cold buffer: the whole split (fills the buffer)
+            others = [i for i in range(len(self)) if i != index] or [index]
+        picks = rng.choice(len(others), size=3, replace=len(others) < 3)
+        return [int(others[i]) for i in picks]
 
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Image resized so its long side is `imgsz`, with boxes and classes (copies, free to edit).
