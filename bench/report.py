@@ -135,8 +135,8 @@ def render_section(section: dict) -> str:
             f"{repeats} repeats")
     parts = [f"## {section['title']}", "", f"`{section['command']}` — {section['setup']}", "", load + "."]
     if is_busy(section):
-        parts += ["", f"**Busy machine:** other processes held the cores when this was measured (load above "
-                      f"{BUSY_LOAD_PER_CORE} per core); the figures are not comparable with a quiet run."]
+        parts += ["", (f"**Busy machine:** other processes held the cores when this was measured (load above "
+                       f"{BUSY_LOAD_PER_CORE} per core); the figures are not comparable with a quiet run.")]
     parts += ["", render_table(section)]
     if section.get("notes"):
         parts += ["", section["notes"]]
@@ -145,9 +145,9 @@ def render_section(section: dict) -> str:
 
 def render_page(sections: list[dict], machine: dict) -> str:
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
-    head = [TITLE, "", PREAMBLE, "",
-            f"Machine: {machine['cpu']}, {machine['cores']} cores; Python {machine['python']}; {versions}. "
-            f"Commit {machine['commit']}, {machine['date']}."]
+    where = (f"Machine: {machine['cpu']}, {machine['cores']} cores; Python {machine['python']}; {versions}. "
+             f"Commit {machine['commit']}, {machine['date']}.")
+    head = [TITLE, "", PREAMBLE, "", where]
     return "\n\n".join(["\n".join(head), *(render_section(s) for s in sections)]) + "\n"
 
 
