@@ -87,6 +87,9 @@ def split_images(spec: DatasetSpec, split: str) -> list[Path]:
                     images.append(p if p.is_absolute() else (source.parent if line.startswith("./") else spec.root) / p)
         elif source.is_file() and is_image(source):
             images.append(source)
+        elif source.exists():
+            raise DataError(f"{spec.path}: {split}: {source} exists but is not an image folder, a .txt list of "
+                            f"images or an image; fix the path in {spec.path.name} (see docs/data.md)")
         else:
             raise DataError(f"{spec.path}: {split}: {source} does not exist; fix the path in {spec.path.name}")
     return sorted(set(images))
