@@ -36,3 +36,7 @@ class SourceError(DetforgeError):
 
 class RunFinishedError(DetforgeError):
     """`--resume` of a run that already ended: there is nothing left to train."""
+
+
+class UnsafePathError(DetforgeError):
+    """A write would go through a symlink or leave the folder it belongs in (e.g. a tampered dataset)."""

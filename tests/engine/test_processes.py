@@ -24,13 +24,13 @@ def test_sigkill_during_checkpoint_write_leaves_a_resumable_run(settings, tmp_pa
     script = textwrap.dedent(f"""
         import os, sys, time
         real_replace, saves = os.replace, []
-        def replace_slowly(src, dst):
+        def replace_slowly(src, dst, **kw):
             if str(dst).endswith("last_state.safetensors"):
                 saves.append(dst)
                 if len(saves) == 2:  # second epoch's state: fully written to the temp file, not yet renamed
                     open({str(marker)!r}, "w").close()
                     time.sleep(120)
-            real_replace(src, dst)
+            real_replace(src, dst, **kw)
         os.replace = replace_slowly
         from detforge.cli import main
         sys.exit(main({train_args(settings, epochs=3)!r}))

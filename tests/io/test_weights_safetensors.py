@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import detforge
+from detforge import fsutil
 from detforge.errors import WeightsError
-from detforge.io import weights
 from detforge.io.weights import load, read_weights, save_weights
 
 
@@ -77,13 +77,13 @@ def test_write_is_atomic(model, tmp_path, monkeypatch, failure):
 
     if failure == "mid-write":
         real_fdopen = os.fdopen
-        monkeypatch.setattr(weights.os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
+        monkeypatch.setattr(fsutil.os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
     else:
 
         def crash(fd):
             raise OSError("disk full")
 
-        monkeypatch.setattr(weights.os, "fsync", crash)  # data fully written, not yet renamed
+        monkeypatch.setattr(fsutil.os, "fsync", crash)  # data fully written, not yet renamed
     other = detforge.create_model("yolov8n", num_classes=3, overrides={"head.box_convs": 1})
     with pytest.raises(OSError, match="disk full"):
         save_weights(other, path)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from detforge.config import validate_config
 from detforge.errors import DetforgeError, WeightsError
+from detforge.fsutil import write_atomic
 from detforge.models.build import build_model
 from detforge.models.detector import Detector
 
@@ -83,33 +82,6 @@ def _expected_shapes(config_json: str) -> dict[str, tuple[int, ...]]:
     """State-dict shapes of a freshly built model; cached so that saving every epoch builds it once."""
     model = build_model(validate_config(json.loads(config_json)))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the destination folder + fsync + os.replace: readers see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); not possible, nor needed, on Windows."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
