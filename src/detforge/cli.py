@@ -14,6 +14,7 @@ import os
 import sys
 
 from detforge.errors import DetforgeError
+from detforge.fsutil import printable
 
 COMMAND_MODULES = (
     "detforge.commands.info",
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit flush
         return code
     except DetforgeError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

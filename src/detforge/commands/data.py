@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     spec = load_dataset_spec(args.data)
-    everything = ProblemReport(list(spec.problems))
+    everything = ProblemReport(list(spec.problems), root=spec.root)
     stats, cache_dir = {}, None
     for split in spec.splits:
         labels = load_split(spec, split, use_cache=not args.no_cache, progress=not args.json)

@@ -3,24 +3,26 @@
 The cache is keyed by a hash of every input file's path, size and mtime (plus the class names
 and a format version), so touching any image or label file rebuilds it. It is written to a
 temporary file and renamed into place, so a crash never leaves a half-written cache that a
-later run would trust. It lives next to the dataset (`<root>/.detforge-cache/`) unless that
+later run would trust, and never through a symlink planted in the dataset. It lives next to the dataset (`<root>/.detforge-cache/`) unless that
 folder is read-only, then under `$DETFORGE_CACHE_DIR` (default `~/.cache/detforge/datasets`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from detforge.data.problems import ProblemReport
 from detforge.data.records import LabelStore
+from detforge.errors import UnsafePathError
+from detforge.fsutil import write_atomic
 
 LOGGER = logging.getLogger(__name__)
 
@@ -61,7 +63,9 @@ def cache_path(root: Path, fmt: str, split: str) -> Path:
     """Where a split's cache goes: beside the dataset if that folder may be written, else the user cache."""
     name = f"{fmt}-{split}.npz"
     local = root / LOCAL_DIR
-    if (local.is_dir() and _writable(local)) or (not local.exists() and _writable(root)):
+    if local.is_symlink():  # planted by whoever made the dataset: never write through it
+        LOGGER.warning("%s is a symlink; not used for the label cache (remove it)", local)
+    elif (local.is_dir() and _writable(local)) or (not local.exists() and _writable(root)):
         return local / name
     digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
     return user_cache_dir() / f"{root.name}-{digest}" / name
@@ -83,26 +87,15 @@ def load(path: Path, key: str) -> tuple[LabelStore, ProblemReport] | None:
     return store, problems
 
 
-def save(path: Path, key: str, store: LabelStore, problems: ProblemReport) -> bool:
-    """Write atomically (temp file + rename); returns False (and logs) if it cannot be written."""
+def save(path: Path, key: str, store: LabelStore, problems: ProblemReport, root: Path | None = None) -> bool:
+    """Write atomically (see `write_atomic`; no symlink followed below the dataset `root`);
+    returns False (and logs) if it cannot be written."""
+    buffer = io.BytesIO()
+    np.savez(buffer, key=np.array(key), version=np.array(VERSION),
+             problems=np.array(json.dumps(problems.to_dicts())), **store.arrays())
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        LOGGER.warning("label cache not saved to %s (%s)", path.parent, err)
-        return False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, key=np.array(key), version=np.array(VERSION),
-                     problems=np.array(json.dumps(problems.to_dicts())), **store.arrays())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
+        write_atomic(path, buffer.getvalue(), within=root)
+    except (OSError, UnsafePathError) as err:
         LOGGER.warning("label cache not saved to %s (%s)", path, err)
         return False
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return True

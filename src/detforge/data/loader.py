@@ -30,6 +30,7 @@ from detforge.data.augment import FILL, AugmentConfig
 from detforge.data.dataset import DetectionDataset, Sample, SampleKey
 from detforge.data.scan import SplitLabels, load_split
 from detforge.data.spec import DatasetSpec, load_dataset_spec
+from detforge.errors import UnsafePathError
 
 LOGGER = logging.getLogger(__name__)
 SHOWN_PROBLEMS = 10
@@ -181,5 +182,5 @@ def _log_problems(labels: SplitLabels) -> None:
     try:
         path = labels.problems.write(labels.problems_file())
         LOGGER.warning("  full list: %s", path)
-    except OSError as err:
+    except (OSError, UnsafePathError) as err:
         LOGGER.warning("  could not write the full problem list (%s)", err)

@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from detforge.fsutil import printable, write_atomic
+
 FIXED = "fixed"  # the data was repaired and kept
 DROPPED = "dropped"  # part of the labels (a line, a box) was left out
 SKIPPED = "skipped"  # the whole image was left out
@@ -44,7 +46,8 @@ class Problem:
     detail: str
 
     def line(self) -> str:
-        return f"{self.file}: {self.kind}: {self.detail} -> {self.action}"
+        """One line whatever the file name holds (newlines, escape sequences are shown escaped)."""
+        return printable(f"{self.file}: {self.kind}: {self.detail} -> {self.action}")
 
 
 class ProblemReport:
@@ -99,11 +102,9 @@ class ProblemReport:
         return [p.line() for p in self.problems[:n]]
 
     def write(self, path: str | Path) -> Path:
-        """Write every problem, one per line, to `path` (parents created)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(p.line() + "\n" for p in self.problems), encoding="utf-8")
-        return path
+        """Write every problem, one per line, to `path` (parents created), atomically; inside the
+        dataset `root` no symlink is followed (a downloaded dataset may plant one)."""
+        return write_atomic(path, "".join(p.line() + "\n" for p in self.problems), within=self.root)
 
     def to_dicts(self) -> list[dict[str, str]]:
         return [asdict(p) for p in self.problems]

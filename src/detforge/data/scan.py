@@ -64,7 +64,7 @@ def load_split(spec: DatasetSpec, split: str, use_cache: bool = True, progress: 
     raws = module.read_split(spec, split, report)
     records = validate(raws, spec.nc, report, progress=progress, desc=f"checking {split}")
     store = LabelStore.from_records(records)
-    saved = use_cache and cache.save(path, key, store, report)
+    saved = use_cache and cache.save(path, key, store, report, root=spec.root)
     if not saved:
         LOGGER.debug("labels of %s/%s not cached", spec.root, split)
     return SplitLabels(split, store, report, path)
