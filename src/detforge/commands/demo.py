@@ -76,6 +76,15 @@ def run(args: argparse.Namespace) -> int:
         f"  curves and plots   {result.run_dir} (results.png, PR_curve.png, F1_curve.png, confusion matrix)",
         f"  training batch     {result.run_dir / 'train_batch0.png'}",
         f"  predictions        {len(annotated)} annotated images in {predict_dir}",
-        f"  try next           detforge predict --weights {result.best} --source {data.parent / 'images' / 'val'}",
+        *(f"  {'try next' if i == 0 else '':<18} {command}" for i, command in enumerate(try_next(result.best, data))),
     ]))
     return 0
+
+
+def try_next(best: Path, data: Path) -> list[str]:
+    """Commands that run as printed: the weights remember the training image size, so none needs --imgsz."""
+    return [
+        f"detforge val --weights {best} --data {data}",
+        f"detforge predict --weights {best} --source {data.parent / 'images' / 'val'}",
+        f"detforge train --model {best} --data {data} --epochs 5   # fine-tune further",
+    ]

@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", required=True, help="a .safetensors file (or an Ultralytics .pt checkpoint)")
     parser.add_argument("--source", required=True,
                         help="image, folder, glob (quote it), video file, or .txt file with one path per line")
-    parser.add_argument("--imgsz", type=int, default=640, help="long side in pixels (default 640)")
+    parser.add_argument("--imgsz", type=int,
+                        help="long side in pixels (default: the size the weights were trained at, else 640)")
     parser.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
     parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
     parser.add_argument("--max-det", type=int, default=300, help="boxes kept per image (default 300)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 MODEL_SECTIONS = ("backbone.", "neck.", "head.", "names", "scale")
 
@@ -20,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="packaged name (yolov8n, yolov8s-p2, ...), model YAML, or weights to fine-tune")
     p.add_argument("--data", help="data.yaml (YOLO), COCO json, or VOC folder")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--imgsz", type=int)
+    p.add_argument("--imgsz", type=int, help="training image size (default 640, or the size --model weights were "
+                   "trained at)")
     p.add_argument("--batch", type=int, help="images per batch per process")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, help="data-loading processes per training process")
@@ -82,8 +84,9 @@ def relaunch_with_torchrun(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from detforge.engine import distributed
     from detforge.engine.train_config import make_train_config
-    from detforge.engine.trainer import Trainer
+    from detforge.engine.trainer import Trainer, defaults_from_weights
     from detforge.errors import ConfigError
+    from detforge.models.provenance import read_training_settings
 
     if args.devices > 1 and not distributed.launched_by_torchrun():
         return relaunch_with_torchrun(args)
@@ -91,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer.resume(args.resume)
     else:
         settings = settings_from_args(args)
+        if Path(str(settings.get("model", ""))).suffix == ".safetensors":
+            settings = defaults_from_weights(settings, read_training_settings(settings["model"]))
         if not settings.get("data"):
             raise ConfigError("train needs a dataset: --data path/to/data.yaml (try `detforge data synth` for one)")
         trainer = Trainer(make_train_config(settings, args.cfg or "arguments"))

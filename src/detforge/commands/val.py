@@ -23,11 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", required=True, help="a .safetensors file (or an Ultralytics .pt checkpoint)")
     parser.add_argument("--data", required=True, help="data.yaml, COCO instances json, or VOC folder")
     parser.add_argument("--split", default="val", help="split to score (default val)")
-    parser.add_argument("--imgsz", type=int, default=640, help="long side in pixels (default 640)")
+    parser.add_argument("--imgsz", type=int,
+                        help="long side in pixels (default: the size the weights were trained at, else 640)")
     parser.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
-    parser.add_argument("--conf", type=float, default=0.001, help="confidence threshold (default 0.001)")
-    parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
-    parser.add_argument("--max-det", type=int, default=300, help="boxes kept per image (default 300)")
+    parser.add_argument("--conf", type=float, help="confidence threshold (default: the training run's val_conf, "
+                        "else 0.001)")
+    parser.add_argument("--iou", type=float, help="NMS IoU threshold (default: the training run's val_iou, else 0.7)")
+    parser.add_argument("--max-det", type=int, help="boxes kept per image (default: the training run's, else 300)")
     parser.add_argument("--coco-max-dets", type=int, default=100,
                         help="COCO's per-image cap when scoring (default 100, the COCO protocol)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")

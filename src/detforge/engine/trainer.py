@@ -41,6 +41,12 @@ from detforge.infer.annotate import plot_batch
 from detforge.io.convert import load_detector
 from detforge.io.weights import save_weights, write_atomic
 from detforge.losses import DetectionLoss, NonFiniteGuard
+from detforge.models.provenance import (
+    read_training_settings,
+    training_settings,
+    weights_metadata,
+    weights_source,
+)
 from detforge.progress import interactive, progress_bar
 from detforge.runs import next_run_dir
 
@@ -173,9 +179,26 @@ class Trainer:
 
     def _write_run_files(self) -> None:
         self.weights_dir.mkdir(parents=True, exist_ok=True)
-        resolved = {"train": self.config.model_dump(mode="json"),
+        resolved = {"train": self.config.model_dump(mode="json"), "initial_weights": self._initial_weights(),
                     "model": unwrap(self.model).config.model_dump(mode="json")}
         write_atomic(self.run_dir / "config.json", json.dumps(resolved, indent=2).encode())
+
+    def _initial_weights(self) -> str:
+        """Where the weights training starts from came from, for config.json (a rerun needs to know)."""
+        c = self.config
+        if self.initial_model is not None:
+            source = weights_source(self.initial_model)
+            start = f"{source} (the model given to model.train)" if source else \
+                "an in-memory model given to model.train, not loaded from a file (create_model/build_model)"
+        elif Path(c.model).suffix in (".safetensors", ".pt"):
+            start = c.model
+        else:
+            start = f"random initialization ({c.model})"
+        return f"{start}; then {c.weights}" if c.weights else start
+
+    def _weights_meta(self, epoch: int) -> dict[str, str]:
+        """Weights-file metadata: the epoch and the training settings (inference reads its defaults there)."""
+        return {"epoch": str(epoch + 1), **weights_metadata(self.config.model_dump(mode="json"))}
 
     # ----------------------------------------------------------------- loop
     def train(self) -> TrainResult:
@@ -272,7 +295,7 @@ class Trainer:
                 fitness = 0.1 * result.map50 + 0.9 * result.map50_95
                 if fitness > self.best_fitness:
                     self.best_fitness, self.epochs_without_gain = fitness, 0
-                    save_weights(self.ema.ema, self.weights_dir / "best.safetensors", {"epoch": str(epoch + 1)})
+                    save_weights(self.ema.ema, self.weights_dir / "best.safetensors", self._weights_meta(epoch))
                 else:
                     self.epochs_without_gain += c.val_interval
                 log.info("epoch %d/%d  mAP50-95 %.4f  mAP50 %.4f  P %.3f  R %.3f", epoch + 1, c.epochs,
@@ -290,7 +313,7 @@ class Trainer:
         self.results.append(row)
         if epoch == self.start_epoch and self.config.plots:
             self._plot_first_batch()
-        save_weights(self.ema.ema, self.weights_dir / "last.safetensors", {"epoch": str(epoch + 1)})
+        save_weights(self.ema.ema, self.weights_dir / "last.safetensors", self._weights_meta(epoch))
         info = {"epoch": epoch, "best_fitness": self.best_fitness, "epochs_without_gain": self.epochs_without_gain,
                 "loss_history": self.loss_history, "train_config": self.config.model_dump(mode="json")}
         save_train_state(self.weights_dir / "last_state.safetensors", model=unwrap(self.model), ema=self.ema,
@@ -346,20 +369,34 @@ def _assigner(c: TrainConfig):
     return TaskAlignedAssigner(topk=c.tal_topk, alpha=c.tal_alpha, beta=c.tal_beta)
 
 
+def defaults_from_weights(settings: dict, stored: dict) -> dict:
+    """`settings` with `imgsz` and `data` taken from the training settings of the weights being trained
+    (`stored`) where not given: fine-tuning a 256-px model goes on at 256 px unless told otherwise."""
+    settings = dict(settings)
+    for key in ("imgsz", "data"):
+        if settings.get(key) is None and stored.get(key):
+            settings[key] = stored[key]
+            log.info("%s %s (from the weights' training settings)", key, stored[key])
+    return settings
+
+
 def train(**settings) -> TrainResult:
     """Python entry point: `detforge.train(model="yolov8n", data="data.yaml", epochs=10)`."""
+    settings = defaults_from_weights(settings, read_training_settings(settings.get("model", "")))
     return Trainer(make_train_config(settings)).train()
 
 
 def train_model(model: nn.Module, **settings) -> TrainResult:
     """Train an in-memory detector (`model.train(data=...)`); its best weights are loaded back into it."""
-    settings.setdefault("model", model.config.name if model.config is not None else "model")
+    settings = defaults_from_weights(settings, training_settings(model))
+    settings.setdefault("model", weights_source(model) or (model.config.name if model.config is not None else "model"))
     result = Trainer(make_train_config(settings), initial_model=model).train()
     if result.best.exists():
         trained = detforge.load(result.best)
         if trained.num_classes == model.num_classes:
             model.load_state_dict(trained.state_dict())
             model.names = trained.names
+            model.meta = trained.meta
         else:
             log.warning("the dataset has %d classes and the model %d: load the trained model with "
                         "detforge.load(%r)", trained.num_classes, model.num_classes, str(result.best))

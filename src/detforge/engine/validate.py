@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -16,7 +17,10 @@ from detforge.errors import DataError
 from detforge.eval import evaluate
 from detforge.infer.postprocess import non_max_suppression, scale_boxes_to_original
 from detforge.io.convert import load_detector
+from detforge.models.provenance import default_imgsz, training_settings
 from detforge.progress import progress_bar
+
+log = logging.getLogger(__name__)
 
 
 def images_to_float(images: torch.Tensor, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -52,13 +56,15 @@ def validate(model: nn.Module, loader, names: list[str], device: torch.device, c
     return evaluate(predictions, ground_truths, names)
 
 
-def val(model, data, split: str = "val", imgsz: int = 640, batch: int = 16, conf: float = 0.001,
-        iou: float = 0.7, max_det: int = 300, coco_max_dets: int = 100, device: str = "cpu", workers: int = 2,
+def val(model, data, split: str = "val", imgsz: int | None = None, batch: int = 16, conf: float | None = None,
+        iou: float | None = None, max_det: int | None = None, coco_max_dets: int = 100, device: str = "cpu", workers: int = 2,
         save_dir: str | Path | None = None, plots: bool = True, save_json: bool = False, progress: bool = True):
     """Evaluate `model` (a `Detector` or a weights path) on `split` of `data` (a data.yaml, COCO json,
     VOC folder); returns an `EvalResult`.
 
-    conf / iou / max_det: NMS settings (the defaults are the usual mAP protocol). coco_max_dets:
+    imgsz, conf / iou / max_det (NMS): by default those the model was trained and validated with (stored
+    in its weights), else 640 and the usual mAP protocol (0.001, 0.7, 300), so `val` of a run's weights
+    reproduces the run's numbers; an explicit value wins. coco_max_dets:
     COCO's per-image cap when scoring (100 is the COCO protocol; 300 scores every kept box, as
     Ultralytics does). save_dir: where plots (`plots=True`) and `predictions.json` (`save_json=True`,
     COCO results with the dataset's image and category ids) go.
@@ -70,6 +76,15 @@ def val(model, data, split: str = "val", imgsz: int = 640, batch: int = 16, conf
             f"{spec.path}: the dataset has {spec.nc} classes but the model predicts {detector.num_classes}; "
             "evaluate on the dataset the model was trained for"
         )
+    if list(detector.names) != list(spec.names):
+        log.warning("%s: the model's class names differ from the dataset's (model: %s; dataset: %s); "
+                    "scores are per class index — check the model was trained on this dataset",
+                    spec.path, _preview(detector.names), _preview(spec.names))
+    trained = training_settings(detector)
+    imgsz = default_imgsz(detector, imgsz)
+    conf = trained.get("val_conf", 0.001) if conf is None else conf
+    iou = trained.get("val_iou", 0.7) if iou is None else iou
+    max_det = trained.get("max_det", 300) if max_det is None else max_det
     device = select_device(device)
     stride = max(int(s) for s in detector.strides)
     loader = build_dataloader(spec, split=split, imgsz=imgsz, batch_size=batch, augment=False, rect=True,
@@ -94,6 +109,11 @@ def val(model, data, split: str = "val", imgsz: int = 640, batch: int = 16, conf
             result.to_coco_results(save_dir / "predictions.json", category_ids)
         (save_dir / "metrics.json").write_text(json.dumps(result.summary(), indent=2))
     return result
+
+
+def _preview(names, limit: int = 5) -> str:
+    shown = ", ".join(map(str, list(names)[:limit]))
+    return shown + (f", ... ({len(names)})" if len(names) > limit else "")
 
 
 def _rescore(records, names, max_dets):

@@ -32,6 +32,7 @@ from detforge.infer.sources import Frame, SourceLike, open_source, prefetch
 from detforge.io.convert import load_detector
 from detforge.models.deploy import deploy_model
 from detforge.models.detector import Detector
+from detforge.models.provenance import default_imgsz
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,13 @@ class Predictor:
     """Run a detector over any source.
 
     model: a `Detector` (it is copied before fusing, so the caller's model is untouched) or a
-        weights path. imgsz: longest side the frames are scaled to (rounded up to the stride).
+        weights path. imgsz: longest side the frames are scaled to (rounded up to the stride); by
+        default the size the model was trained at (from its weights' metadata), else 640.
     conf / iou / max_det / classes / agnostic: NMS filters (see `non_max_suppression`).
     batch: frames per forward pass. slice: tile large frames (see `detforge.infer.sliced`).
     """
 
-    def __init__(self, model: Detector | str | Path, imgsz: int = 640, conf: float = 0.25, iou: float = 0.7,
+    def __init__(self, model: Detector | str | Path, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.7,
                  max_det: int = 300, classes: Sequence[int] | None = None, agnostic: bool = False,
                  batch: int = 1, device: str | torch.device = "cpu", half: bool = False, fuse: bool = True,
                  slice: SliceSettings | None = None, workers: int = 1):
@@ -53,6 +55,7 @@ class Predictor:
         self.device = select_device(device)
         self.names = list(model.names)
         self.stride = max(int(s) for s in model.strides)
+        imgsz = default_imgsz(model, imgsz)
         self.imgsz = math.ceil(imgsz / self.stride) * self.stride
         if self.imgsz != imgsz:
             logger.warning("imgsz %d is not a multiple of the stride %d; using %d", imgsz, self.stride, self.imgsz)

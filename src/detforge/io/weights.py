@@ -22,6 +22,7 @@ from detforge.errors import DetforgeError, WeightsError
 from detforge.fsutil import write_atomic
 from detforge.models.build import build_model
 from detforge.models.detector import Detector
+from detforge.models.provenance import meta_from_weights
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ def load(path: str | Path) -> Detector:
                 f"{path}: {len(names)} class names for {model.num_classes} classes; re-save the model"
             )
         model.names = list(names)
+    model.meta = meta_from_weights(path, metadata)  # where it came from and how it was trained
     return model.eval()
 
 
