@@ -23,7 +23,11 @@ from detforge.registry import PARTS
 
 # Arguments the builder passes to a part itself (from the previous part); a config may state
 # them only to assert the wiring, and a mismatch is an error.
-INJECTED = {"backbone": set(), "neck": {"in_channels"}, "head": {"in_channels", "strides"}}
+INJECTED = {
+    "backbone": set(), "neck": {"in_channels"}, "head": {"in_channels", "strides"},
+    # the auxiliary (training-only) heads read the neck's aux maps and share the lead head's classes/anchors
+    "aux": {"in_channels", "strides", "num_classes", "anchors"},
+}
 MODEL_NAME = re.compile(r"^(?P<family>[a-z]+\d+)(?P<scale>[nsmlx])(?P<variant>-[\w-]+)?$")
 
 
@@ -53,6 +57,7 @@ class ModelConfig(BaseModel):
     backbone: PartConfig
     neck: PartConfig
     head: PartConfig
+    aux: PartConfig | None = None  # optional auxiliary heads (a registered head type), training only
     names: list[str] | None = None
     _source: str = PrivateAttr("<config>")
 
@@ -80,7 +85,7 @@ def part_defaults(kind: str, type_name: str) -> dict[str, Any]:
 def _argument_model(kind: str, cls: type) -> type[BaseModel]:
     """A pydantic model of the part's constructor arguments, from its signature."""
     fields = {}
-    for name, param in inspect.signature(cls).parameters.items():
+    for name, param in inspect.signature(cls, eval_str=True).parameters.items():
         if name in ("self", "scaling") or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
@@ -111,8 +116,10 @@ def validate_config(data: dict[str, Any], source: str = "<config>") -> ModelConf
         raise _format_error(source, "", err, list(ModelConfig.model_fields)) from None
     if config.scale is not None and config.scale not in config.scales:
         raise ConfigError(f"{source}: scale: unknown scale {config.scale!r}; accepted: {', '.join(config.scales)}")
-    for kind in ("backbone", "neck", "head"):
+    for kind in ("backbone", "neck", "head", "aux"):
         part = getattr(config, kind)
+        if part is None:
+            continue
         if part.type not in PARTS[kind]:
             raise ConfigError(
                 f"{source}: {kind}.type: unknown {kind} {part.type!r}; registered: {', '.join(PARTS[kind].names())}"

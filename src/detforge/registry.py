@@ -53,7 +53,7 @@ class Registry:
 BACKBONES = Registry("backbone")
 NECKS = Registry("neck")
 HEADS = Registry("head")
-PARTS = {"backbone": BACKBONES, "neck": NECKS, "head": HEADS}
+PARTS = {"backbone": BACKBONES, "neck": NECKS, "head": HEADS, "aux": HEADS}
 
 register_backbone = BACKBONES.register
 register_neck = NECKS.register

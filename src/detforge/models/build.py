@@ -16,14 +16,19 @@ from detforge.models.scaling import Scaling
 from detforge.registry import PARTS
 
 
+def _plain(value: Any) -> Any:
+    """Lists and tuples compare as lists (YAML gives lists, parts may declare tuples)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
 def build_part(kind: str, config: ModelConfig, scaling: Scaling, **wiring: Any) -> nn.Module:
     part = getattr(config, kind)
     cls = PARTS[kind].get(part.type)
     kwargs = part.kwargs
     for key, value in wiring.items():
-        if key in kwargs and list(kwargs[key]) != list(value):
+        if key in kwargs and _plain(kwargs[key]) != _plain(value):
             raise ConfigError(
-                f"{config.source}: {kind}.{key} is {kwargs[key]} but the previous part gives {list(value)}; "
+                f"{config.source}: {kind}.{key} is {kwargs[key]} but the previous part gives {_plain(value)}; "
                 f"remove the key or make the parts agree"
             )
     kwargs.update({k: v for k, v in wiring.items() if k in INJECTED[kind]})
@@ -42,7 +47,14 @@ def build_model(config: ModelConfig) -> Detector:
             f"gives {len(backbone.strides)}; a neck must keep the number of levels"
         )
     head = build_part("head", config, scaling, in_channels=neck.out_channels, strides=backbone.strides)
-    return Detector(backbone, neck, head, config, config.names)
+    model = Detector(backbone, neck, head, config, config.names)
+    if config.aux is not None:  # training-only auxiliary heads on the neck's aux maps (default: its outputs)
+        wiring = {"in_channels": getattr(neck, "aux_channels", neck.out_channels), "strides": backbone.strides,
+                  "num_classes": head.num_classes}
+        if hasattr(head, "anchors"):
+            wiring["anchors"] = head.anchors.view(len(head.strides), -1).tolist()
+        model.aux = build_part("aux", config, scaling, **wiring)
+    return model
 
 
 def create_model(

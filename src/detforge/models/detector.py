@@ -43,7 +43,16 @@ class Detector(nn.Module):
         return self.head.raw(self.features(x))
 
     def forward(self, x: torch.Tensor) -> HeadOutput | torch.Tensor:
-        return self.head(self.features(x))
+        if not (self.training and self.aux is not None):
+            return self.head(self.features(x))
+        # Training with auxiliary heads: they read the neck's aux maps (`forward_with_aux`, e.g. the
+        # YOLOv7 neck's top-down maps) or, for a neck without them, its outputs; `out.aux` holds theirs.
+        features = self.backbone(x)
+        split = getattr(self.neck, "forward_with_aux", None)
+        neck_out, aux_in = split(features) if split is not None else (self.neck(features), None)
+        out = self.head(neck_out)
+        out.aux = self.aux(aux_in if aux_in is not None else neck_out)
+        return out
 
     @torch.no_grad()
     def fuse(self) -> Detector:

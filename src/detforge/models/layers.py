@@ -9,18 +9,37 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from detforge.errors import ConfigError
+
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
+ACTIVATIONS = ("silu", "leaky_relu", "relu", "identity")
+
+
+def activation(act: bool | str) -> nn.Module:
+    """`True`/"silu" → SiLU, `False`/"identity" → Identity, "leaky_relu" → LeakyReLU(0.1) (YOLOv7-tiny),
+    "relu" → ReLU. Named so that a model config can choose its activation per model."""
+    if act is True or act == "silu":
+        return nn.SiLU()
+    if act is False or act == "identity":
+        return nn.Identity()
+    if act == "leaky_relu":
+        return nn.LeakyReLU(0.1)
+    if act == "relu":
+        return nn.ReLU()
+    raise ConfigError(f"unknown activation {act!r}; use one of {', '.join(ACTIVATIONS)}")
 
 
 class ConvBNAct(nn.Module):
-    """Conv2d (no bias) → BatchNorm → SiLU, 'same' padding. `fuse()` folds the BN into the conv."""
+    """Conv2d (no bias) → BatchNorm → activation (SiLU by default, see `activation`), 'same' padding.
+    `fuse()` folds the BN into the conv."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1, act: bool = True):
+    def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+                 act: bool | str = True):
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(c_out, eps=BN_EPS, momentum=BN_MOMENTUM)
-        self.act = nn.SiLU() if act else nn.Identity()
+        self.act = activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
