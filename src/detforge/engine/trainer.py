@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import detforge
-from detforge.config import set_by_path, validate_config
+from detforge.config import parse_override, set_by_path, validate_config
 from detforge.data import build_dataloader, load_dataset_spec
 from detforge.device import select_device
 from detforge.engine import distributed
@@ -107,9 +107,13 @@ class Trainer:
         if self.initial_model is not None or Path(c.model).suffix in (".safetensors", ".pt"):
             source = self.initial_model or load_detector(c.model)
             config = source.config.model_dump()
-            for key, value in {"names": names, "head.num_classes": len(names)}.items():
+            overrides = [parse_override(text) for text in c.overrides]  # --set head.reg_max=8 and the like
+            for key, value in [("names", names), ("head.num_classes", len(names)), *overrides]:
                 set_by_path(config, key, value)
             model = detforge.build_model(validate_config(config, c.model))
+            if overrides:
+                log.info("%s: architecture changed by %s; tensors that no longer fit start fresh", c.model,
+                         ", ".join(c.overrides))
             transfer_weights(model, source, c.model)
         else:
             model = detforge.create_model(c.model, names=names, overrides=c.overrides)
