@@ -16,6 +16,7 @@ names, ...) so a file name cannot add lines to a report or drive the terminal.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -39,6 +40,19 @@ def printable(text: object) -> str:
         if unicodedata.category(c) in _ESCAPED_CATEGORIES else c
         for c in text
     )
+
+
+def read_limited(path: str | Path, limit: int | None) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, else OSError: a FIFO or device planted in a
+    dataset would block or never end, and a huge file would be read whole."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    with open(path, "rb") as fh:
+        data = fh.read() if limit is None else fh.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than the {limit:,}-byte limit", str(path))
+    return data
 
 
 def write_atomic(path: str | Path, data: bytes | str, within: str | Path | None = None) -> Path:

@@ -36,9 +36,9 @@ def input_hash(files: list[Path], names: list[str], fmt: str) -> str:
     for f in files:
         try:
             st = os.stat(f)
-            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            h.update(os.fsencode(f) + f"|{st.st_size}|{st.st_mtime_ns}\n".encode())
         except OSError:
-            h.update(f"{f}|missing\n".encode())
+            h.update(os.fsencode(f) + b"|missing\n")
     return h.hexdigest()
 
 

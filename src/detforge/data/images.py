@@ -106,7 +106,27 @@ def read_image(path: str, shrink: float = 1.0) -> np.ndarray | None:
         if shrink * factor <= 1.0:
             flag = reduced
             break
-    image = cv2.imread(path, flag)
+    image = _imread(path, flag)
     if image is None and flag != cv2.IMREAD_COLOR:
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        image = _imread(path, cv2.IMREAD_COLOR)
     return image
+
+
+def opencv_safe(path: str | Path) -> bool:
+    """Whether OpenCV may be given this file name: one that is not valid UTF-8 (Python keeps its bytes as
+    lone surrogates) crashes the whole process inside cv2.imread / imwrite / VideoCapture."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _imread(path: str, flag: int) -> np.ndarray | None:
+    """cv2.imread; a file name OpenCV cannot take is read by Python and decoded from memory."""
+    if not opencv_safe(path):
+        try:
+            return cv2.imdecode(np.fromfile(path, dtype=np.uint8), flag)
+        except (OSError, cv2.error):
+            return None
+    return cv2.imread(path, flag)

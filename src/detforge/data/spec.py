@@ -11,10 +11,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from detforge.data.problems import ProblemReport
 from detforge.errors import DataError
+from detforge.limits import read_yaml
 
 
 @dataclass
@@ -101,9 +100,9 @@ def _coco_yaml(path: Path) -> DatasetSpec | None:
     from detforge.data.formats import coco
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
+        data = read_yaml(path, DataError)
+    except DataError:
+        return None  # the YOLO reader reads it again and says what is wrong
     if not isinstance(data, dict):
         return None
     entries = {k: data[k] for k in ("train", "val", "test") if isinstance(data.get(k), (str, list)) and data[k]}

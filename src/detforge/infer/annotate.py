@@ -46,7 +46,8 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray, names:
 def save_rgb(image: np.ndarray, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    _, encoded = cv2.imencode(path.suffix or ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    path.write_bytes(encoded.tobytes())  # not cv2.imwrite: it crashes on a file name that is not UTF-8
     return path
 
 

@@ -22,8 +22,9 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from detforge.data.images import IMAGE_SUFFIXES, read_image
+from detforge.data.images import IMAGE_SUFFIXES, opencv_safe, read_image
 from detforge.errors import SourceError
+from detforge.fsutil import printable
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class Source:
 
 
 def _video_length(path: str) -> int:
+    if not opencv_safe(path):
+        return 0
     capture = cv2.VideoCapture(path)
     try:
         return max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
@@ -93,6 +96,9 @@ def _video_length(path: str) -> int:
 
 
 def _read_video(path: str) -> Iterator[Frame]:
+    if not opencv_safe(path):
+        logger.warning("%s: video file name is not valid UTF-8 (OpenCV cannot open it); rename it", printable(path))
+        return
     capture = cv2.VideoCapture(path)
     try:
         if not capture.isOpened():

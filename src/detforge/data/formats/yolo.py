@@ -16,10 +16,28 @@ import yaml
 
 from detforge.data.formats import UniqueNames, copy_image
 from detforge.data.images import is_image
-from detforge.data.problems import DROPPED, FIXED, MALFORMED, MISSING_LABELS, NAMES_MISMATCH, ProblemReport
+from detforge.data.problems import (
+    DROPPED,
+    FIXED,
+    MALFORMED,
+    MISSING_LABELS,
+    NAMES_MISMATCH,
+    UNKNOWN_CLASS,
+    ProblemReport,
+)
 from detforge.data.records import ImageRecord, RawLabels
 from detforge.data.spec import DatasetSpec
 from detforge.errors import DataError
+from detforge.fsutil import read_limited
+from detforge.limits import (
+    MAX_CLASSES,
+    MAX_LABEL_FILE_BYTES,
+    MAX_LABELS_PER_IMAGE,
+    MAX_NAME_CHARS,
+    check_classes,
+    read_yaml,
+    short,
+)
 
 SPLIT_KEYS = ("train", "val", "test")
 
@@ -27,10 +45,7 @@ SPLIT_KEYS = ("train", "val", "test")
 def read_spec(path: Path) -> DatasetSpec:
     """Parse a data.yaml: `path` (root, relative to the yaml), `train/val/test`, `names`, `nc`."""
     path = path.resolve()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise DataError(f"{path}: cannot be read as YAML ({str(err).splitlines()[0]}); fix its syntax") from err
+    data = read_yaml(path, DataError)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a mapping with train/val/names keys; see docs/data.md")
     root = Path(str(data.get("path") or "."))
@@ -51,26 +66,39 @@ def read_spec(path: Path) -> DatasetSpec:
 def _names(path: Path, data: dict, report: ProblemReport) -> list[str]:
     names = data.get("names")
     nc = data.get("nc")
+    if nc is not None:
+        check_classes(nc, str(path), "nc", DataError)
+    if isinstance(names, (dict, list)) and len(names) > MAX_CLASSES:
+        raise DataError(f"{path}: {len(names):,} names, over the {MAX_CLASSES:,}-class limit; check the file")
     if isinstance(names, dict):
         try:
-            keys = sorted(int(k) for k in names)
-        except (TypeError, ValueError) as err:
+            by_index = {_index(k): v for k, v in names.items()}
+        except (TypeError, ValueError, OverflowError) as err:
             raise DataError(f"{path}: names keys must be integers 0..n-1") from err
-        if keys != list(range(len(keys))):
-            raise DataError(f"{path}: names keys must be 0..{len(keys) - 1} without gaps, got {keys}")
-        names = [str(names[k] if k in names else names[str(k)]) for k in keys]
-    elif isinstance(names, list):
-        names = [str(n) for n in names]
-    elif names is None and isinstance(nc, int) and nc > 0:
+        keys = sorted(by_index)
+        if keys != list(range(len(names))):
+            raise DataError(f"{path}: names keys must be 0..{len(names) - 1} without gaps, got {short(keys, 80)}")
+        names = [by_index[k] for k in keys]
+    elif names is None and nc is not None:
         names = [f"class{i}" for i in range(nc)]
         report.add(path, NAMES_MISMATCH, FIXED, f"no names; using class0..class{nc - 1}")
-    else:
+    elif not isinstance(names, list):
         raise DataError(f"{path}: 'names' is missing or not a list/mapping; add 'names: [cat, dog]'")
+    names = [str(n) for n in names]
     if not names:
         raise DataError(f"{path}: 'names' is empty; list at least one class")
+    if max(map(len, names)) > MAX_NAME_CHARS:
+        raise DataError(f"{path}: a class name is over {MAX_NAME_CHARS:,} characters; shorten it")
     if nc is not None and nc != len(names):
         report.add(path, NAMES_MISMATCH, FIXED, f"nc={nc} but {len(names)} names; using the {len(names)} names")
     return names
+
+
+def _index(key: object) -> int:
+    """A names key: 3 or "3" (not 3.5, not True)."""
+    if isinstance(key, bool) or (isinstance(key, float) and not key.is_integer()):
+        raise ValueError(key)
+    return int(key)
 
 
 def split_images(spec: DatasetSpec, split: str) -> list[Path]:
@@ -119,21 +147,28 @@ def _read_label_file(image: Path, labels: Path, report: ProblemReport) -> RawLab
     classes: list[int] = []
     origins: list[str] = []
     try:
-        text = labels.read_text(encoding="utf-8-sig")
+        text = read_limited(labels, MAX_LABEL_FILE_BYTES).decode("utf-8-sig")
     except FileNotFoundError:
         report.add(labels, MISSING_LABELS, FIXED, f"no label file for {image.name}; used as an image without objects")
         text = ""
     except (OSError, UnicodeDecodeError) as err:
-        report.add(labels, MALFORMED, DROPPED, f"unreadable label file ({err.__class__.__name__}); no boxes used")
+        report.add(labels, MALFORMED, DROPPED, f"unreadable label file ({_reason(err)}); no boxes used")
         text = ""
     for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
+        if len(classes) >= MAX_LABELS_PER_IMAGE:
+            report.add(f"{labels}:{number}", MALFORMED, DROPPED,
+                       f"over {MAX_LABELS_PER_IMAGE:,} labels in one file; this line and the rest left out")
+            break
         where = f"{labels}:{number}"
         parsed = _parse_line(fields)
         if isinstance(parsed, str):
             report.add(where, MALFORMED, DROPPED, f"{parsed}: {line.strip()[:60]!r}")
+            continue
+        if not 0 <= parsed[0] < MAX_CLASSES:  # reported here: numpy cannot even hold ids of 2**63 and more
+            report.add(where, UNKNOWN_CLASS, DROPPED, f"class {short(parsed[0], 24)} not in names")
             continue
         classes.append(parsed[0])
         boxes.append(parsed[1])
@@ -145,6 +180,10 @@ def _read_label_file(image: Path, labels: Path, report: ProblemReport) -> RawLab
         normalized=True,
         origins=origins,
     )
+
+
+def _reason(err: Exception) -> str:
+    return err.strerror if isinstance(err, OSError) and err.strerror else err.__class__.__name__
 
 
 def _parse_line(fields: list[str]) -> tuple[int, list[float]] | str:
