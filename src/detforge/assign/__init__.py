@@ -2,5 +2,6 @@
 
 from detforge.assign.tal import Assignment, TaskAlignedAssigner
 from detforge.assign.targets import pad_targets
+from detforge.assign.yolov7_ota import AnchorAssignment, YOLOv7Assigner
 
-__all__ = ["Assignment", "TaskAlignedAssigner", "pad_targets"]
+__all__ = ["AnchorAssignment", "Assignment", "TaskAlignedAssigner", "YOLOv7Assigner", "pad_targets"]
