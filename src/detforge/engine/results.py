@@ -39,21 +39,35 @@ class ResultsLog:
             self.append({k: int(v) if k == "epoch" else v for k, v in row.items()})
 
 
+def results_panels(columns: list[str]) -> list[tuple[str, list[str]]]:
+    """(title, columns) per panel: each loss and metric alone (training losses, then precision, recall
+    and mAPs, then the validation losses), every learning-rate group in one panel, then the rest."""
+    lrs = [k for k in columns if k.startswith("lr/")]
+    panels = [(k, [k]) for prefix in ("train/", "metrics/", "val/") for k in columns if k.startswith(prefix)]
+    if lrs:
+        panels.append(("learning rate", lrs))
+    grouped = {k for _, keys in panels for k in keys}
+    return panels + [(k, [k]) for k in columns if k not in grouped and k not in ("epoch", "time")]
+
+
 def plot_results(log: ResultsLog, path: str | Path) -> Path | None:
-    """One panel per column (losses, precision/recall, mAPs) against epoch."""
+    """One panel per column (losses, precision/recall, mAPs, validation losses, learning rates) against epoch."""
     rows = log.rows()
     if not rows:
         return None
-    keys = [k for k in rows[0] if k != "epoch" and not k.startswith("lr/") and k != "time"]
-    cols = min(len(keys), 5)
-    n_rows = -(-len(keys) // cols)
+    panels = results_panels(list(rows[0]))
+    cols = min(len(panels), 5)
+    n_rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(n_rows, cols, figsize=(3.2 * cols, 2.6 * n_rows), squeeze=False)
     epochs = [r["epoch"] for r in rows]
-    for ax, key in zip(axes.flat, keys):
-        ax.plot(epochs, [r[key] for r in rows], marker="o", markersize=3)
-        ax.set_title(key, fontsize=9)
+    for ax, (title, keys) in zip(axes.flat, panels):
+        for key in keys:
+            ax.plot(epochs, [r[key] for r in rows], marker="o", markersize=3, label=key.removeprefix("lr/"))
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -294,8 +294,8 @@ class Trainer:
         if self.main:
             if (epoch + 1) % c.val_interval == 0 or final:
                 result = validate(self.ema.ema, self.val_loader, self.names, self.device, c.val_conf, c.val_iou,
-                                  c.max_det)
-                metrics = result.summary()
+                                  c.max_det, loss_fn=self.loss_fn)
+                metrics = {**result.summary(), **{f"val/{k}": v for k, v in result.losses.items()}}
                 fitness = 0.1 * result.map50 + 0.9 * result.map50_95
                 if fitness > self.best_fitness:
                     self.best_fitness, self.epochs_without_gain = fitness, 0
@@ -312,6 +312,9 @@ class Trainer:
         row = {"epoch": epoch + 1, **{f"train/{k}": v for k, v in losses.items() if k != "images_per_s"}}
         for key in ("precision", "recall", "mAP50", "mAP50-95"):
             row[f"metrics/{key}"] = float(metrics.get(key, float("nan")))
+        for key in losses:  # validation losses (NaN on epochs without validation): same columns every row
+            if key != "images_per_s":
+                row[f"val/{key}"] = float(metrics.get(f"val/{key}", float("nan")))
         row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(self.optimizer.param_groups)})
         row["images_per_s"] = losses["images_per_s"]
         self.results.append(row)

@@ -30,13 +30,29 @@ def images_to_float(images: torch.Tensor, device: torch.device, dtype: torch.dty
 
 @torch.no_grad()
 def validate(model: nn.Module, loader, names: list[str], device: torch.device, conf: float = 0.001,
-             iou: float = 0.7, max_det: int = 300, progress: bool = True):
-    """Predict every validation image, map boxes back to original pixels, return an `EvalResult`."""
+             iou: float = 0.7, max_det: int = 300, progress: bool = True, loss_fn=None):
+    """Predict every validation image, map boxes back to original pixels, return an `EvalResult`.
+
+    With `loss_fn` (the training loss), the validation losses are computed from the same forward
+    pass and returned as `EvalResult.losses` (mean per batch, e.g. box / cls / dfl).
+    """
     model.eval()
     dtype = next(model.parameters()).dtype
     predictions, ground_truths = [], []
+    loss_sums: dict[str, float] = {}
+    batches = 0
     for batch in progress_bar(loader, desc="  validating", leave=False, disable=not progress):
-        output = model(images_to_float(batch["img"], device, dtype))
+        images = images_to_float(batch["img"], device, dtype)
+        raw = None
+        if loss_fn is not None and hasattr(model, "raw") and hasattr(getattr(model, "head", None), "decode"):
+            raw = model.raw(images)  # one forward pass for both the loss and the boxes
+            output = model.head.decode(raw)
+            _, items = loss_fn(raw, *(batch[k].to(device) for k in ("boxes", "cls", "batch_idx")))
+            for k, v in items.items():
+                loss_sums[k] = loss_sums.get(k, 0.0) + float(v)
+            batches += 1
+        else:
+            output = model(images)
         detections = non_max_suppression(output, conf, iou, max_det, multi_label=True)
         for i, det in enumerate(detections):
             ratio, pad = batch["ratio_pad"][i]
@@ -53,7 +69,10 @@ def validate(model: nn.Module, loader, names: list[str], device: torch.device, c
                 "image_id": image_id, "boxes": scale_boxes_to_original(det[:, :4], ratio, pad, shape).numpy(),
                 "scores": det[:, 4].numpy(), "classes": det[:, 5].long().numpy(),
             })
-    return evaluate(predictions, ground_truths, names)
+    result = evaluate(predictions, ground_truths, names)
+    if batches:
+        result = dataclasses.replace(result, losses={k: v / batches for k, v in loss_sums.items()})
+    return result
 
 
 def val(model, data, split: str = "val", imgsz: int | None = None, batch: int = 16, conf: float | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ class EvalResult:
     images_per_class: np.ndarray
     instances_per_class: np.ndarray
     records: list[ImageRecord]
+    losses: dict[str, float] = field(default_factory=dict)  # mean validation losses, when the loop computed them
 
     @property
     def map50_95(self) -> float:
