@@ -91,3 +91,32 @@ def _check_deploy(name: str, size: int) -> None:
     scale = before[..., :4].abs().max()
     assert (before[..., :4] - after[..., :4]).abs().max() / scale < 1e-4
     assert (before[..., 4:] - after[..., 4:]).abs().max() < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in PACKAGED if n in P6])
+def test_deploy_keeps_outputs_p6(name):
+    _check_deploy(name, 128)
+
+
+def test_p6_aux_head_in_training_only():
+    model = detforge.create_model("yolov7-w6", num_classes=2)
+    x = torch.rand(1, 3, 128, 128)
+    out = model.train()(x)
+    assert isinstance(out.aux, AnchorHeadOutput) and out.aux.aux is None
+    assert [tuple(m.shape) for m in out.aux.maps] == [tuple(m.shape) for m in out.maps]
+    assert torch.equal(out.aux.anchors, out.anchors)
+    aux_params = {id(p) for p in model.aux.parameters()}
+    model.deploy(target="export")
+    assert model.aux is None and not aux_params & {id(p) for p in model.parameters()}
+    assert not any("aux" in k for k in model.state_dict())
+
+
+def test_eelan_neck_feeds_aux_the_last_group():
+    model = detforge.create_model("yolov7-e6e", num_classes=2)
+    assert model.neck.aux_last_group and model.neck.top_down[0].cardinality == 2
+    features = model.backbone(torch.rand(1, 3, 128, 128))
+    _, aux = model.neck.forward_with_aux(features)
+    block = model.neck.top_down[-1]  # level 0 (finest) is built last
+    assert [a.shape[1] for a in aux] == model.neck.aux_channels == [160, 320, 480, 640]
+    assert block.out_channels == 160

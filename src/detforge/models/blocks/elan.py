@@ -58,6 +58,12 @@ class ELAN(nn.Module):
         self.out_channels = c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cardinality == 1:
+            return self.forward_groups(x)[:, 0]
+        return self.forward_groups(x).sum(dim=1)  # merge cardinality
+
+    def forward_groups(self, x: torch.Tensor) -> torch.Tensor:
+        """The groups' transition outputs before they are merged: `[B, cardinality, c_out, H, W]`."""
         a = self.stem_a(x)
         y = b = self.stem_b(x)
         chain = []
@@ -67,12 +73,11 @@ class ELAN(nn.Module):
         parts = [chain[i] for i in self.taps] + [b, a]
         g = self.cardinality
         if g == 1:
-            return self.transition(torch.cat(parts, dim=1))
+            return self.transition(torch.cat(parts, dim=1)).unsqueeze(1)
         # shuffle: group k's slice of every part, then the next group's, for the grouped transition
         groups = [p.chunk(g, dim=1) for p in parts]
         shuffled = torch.cat([chunks[k] for k in range(g) for chunks in groups], dim=1)
-        out = self.transition(shuffled)
-        return out.unflatten(1, (g, self.out_channels)).sum(dim=1)  # merge cardinality
+        return self.transition(shuffled).unflatten(1, (g, self.out_channels))
 
 
 class EELAN(ELAN):

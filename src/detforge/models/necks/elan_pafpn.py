@@ -31,7 +31,8 @@ class ELANPAFPN(nn.Module):
     Each output then passes a 3×3 `out_conv` (conv | repconv | repconvn) to `out_widths[i]`.
 
     `forward_with_aux` also returns the maps auxiliary heads read: the top-down maps (level 0's
-    output, …, the SPPCSPC top), `aux_channels` wide.
+    output, …, the SPPCSPC top), `aux_channels` wide. With `aux_last_group` (E-ELAN necks, as in
+    YOLOv7-E6E) an aux head reads the last group of each top-down E-ELAN instead of the merged map.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class ELANPAFPN(nn.Module):
         elan_every: int = 1,
         elan_width_ratio: float = 0.5,
         cardinality: int = 1,
+        aux_last_group: bool = False,
         act: Literal["silu", "leaky_relu", "relu"] = "silu",
     ):
         super().__init__()
@@ -92,17 +94,21 @@ class ELANPAFPN(nn.Module):
         self.in_channels = list(in_channels)
         self.out_channels = list(out_widths)
         self.aux_channels = td
+        self.aux_last_group = aux_last_group
 
     def forward_with_aux(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(outputs, top-down maps for auxiliary heads)."""
         top_down = [self.spp(features[-1])]
+        aux = [top_down[0]]
         for reduce, lateral, block, c in zip(self.reduce, self.lateral, self.top_down, reversed(features[:-1])):
             up = self.upsample(reduce(top_down[0]))
-            top_down.insert(0, block(torch.cat((lateral(c), up), dim=1)))
+            groups = block.forward_groups(torch.cat((lateral(c), up), dim=1))
+            top_down.insert(0, groups.sum(dim=1) if groups.shape[1] > 1 else groups[:, 0])
+            aux.insert(0, groups[:, -1] if self.aux_last_group else top_down[0])
         outputs = [top_down[0]]
         for down, block, coarser in zip(self.downsample, self.bottom_up, top_down[1:]):
             outputs.append(block(torch.cat((down(outputs[-1]), coarser), dim=1)))
-        return [conv(x) for conv, x in zip(self.out_convs, outputs)], top_down
+        return [conv(x) for conv, x in zip(self.out_convs, outputs)], aux
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         return self.forward_with_aux(features)[0]
