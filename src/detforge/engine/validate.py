@@ -44,7 +44,7 @@ def validate(model: nn.Module, loader, names: list[str], device: torch.device, c
     for batch in progress_bar(loader, desc="  validating", leave=False, disable=not progress):
         images = images_to_float(batch["img"], device, dtype)
         raw = None
-        if loss_fn is not None and hasattr(model, "raw") and hasattr(getattr(model, "head", None), "decode"):
+        if loss_fn is not None and _loss_ready(model):
             raw = model.raw(images)  # one forward pass for both the loss and the boxes
             output = model.head.decode(raw)
             _, items = loss_fn(raw, *(batch[k].to(device) for k in ("boxes", "cls", "batch_idx")))
@@ -73,6 +73,13 @@ def validate(model: nn.Module, loader, names: list[str], device: torch.device, c
     if batches:
         result = dataclasses.replace(result, losses={k: v / batches for k, v in loss_sums.items()})
     return result
+
+
+def _loss_ready(model: nn.Module) -> bool:
+    """Whether the validation pass can give the loss its input: a head with `raw`/`decode` and no training-only
+    auxiliary heads (their loss needs the aux outputs, which an eval-mode model does not compute)."""
+    return (hasattr(model, "raw") and hasattr(getattr(model, "head", None), "decode")
+            and getattr(model, "aux", None) is None)
 
 
 def val(model, data, split: str = "val", imgsz: int | None = None, batch: int = 16, conf: float | None = None,
