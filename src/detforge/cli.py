@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "detforge.commands.data",
     "detforge.commands.val",
     "detforge.commands.predict",
+    "detforge.commands.export",
 )
 
 

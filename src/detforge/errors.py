@@ -40,3 +40,7 @@ class RunFinishedError(DetforgeError):
 
 class UnsafePathError(DetforgeError):
     """A write would go through a symlink or leave the folder it belongs in (e.g. a tampered dataset)."""
+
+
+class ExportError(DetforgeError):
+    """A model cannot be exported, or an exported file cannot be run, with the settings given."""

@@ -94,6 +94,13 @@ class Detector(nn.Module):
 
         return predict(self, source, **settings)
 
+    def export(self, format: str = "onnx", **settings):
+        """Export the deployed model (ONNX, OpenVINO IR, TorchScript) and return the file's path;
+        see `detforge.export.export` for the settings. This model is left as it is."""
+        from detforge.export import export
+
+        return export(self, format, **settings)
+
     def info(self, imgsz: int = 640):
         """Per-part parameter / FLOP table; see `detforge.models.info.model_info`."""
         from detforge.models.info import model_info
