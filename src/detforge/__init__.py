@@ -1,12 +1,5 @@
 """detforge: real-time object detectors assembled from backbone, neck and head parts."""
 
-import cv2
-
-# OpenCV's own thread pool does not survive fork(): a data-loader worker forked after the parent
-# used it can deadlock on its first OpenCV call. Sequential OpenCV keeps workers safe; the
-# loader's worker processes are the parallelism.
-cv2.setNumThreads(0)
-
 from detforge import models as _models  # noqa: F401  (registers the packaged parts)
 from detforge.config import ModelConfig, load_config
 from detforge.engine.trainer import train

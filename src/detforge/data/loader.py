@@ -18,6 +18,7 @@ import logging
 import math
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -91,6 +92,31 @@ class DetectionLoader(DataLoader):
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        if self.num_workers == 0:
+            return super().__iter__()
+        with opencv_pool_stopped():  # worker processes are forked (if at all) inside
+            return super().__iter__()
+
+
+@contextmanager
+def opencv_pool_stopped() -> Iterator[None]:
+    """Fork worker processes with no OpenCV worker threads alive in this process, then give
+    OpenCV its thread count back.
+
+    OpenCV's thread pool does not survive fork(): a child inherits the pool's bookkeeping but
+    not its threads, and can hang in its first parallel OpenCV call (e.g. after the parent
+    synthesized or cached images). Setting 1 thread joins the pool's threads (0 would only stop
+    using them); the children then run OpenCV sequentially (`seed_worker`), the loader's worker
+    processes being the parallelism. Nothing changes for the caller's own OpenCV calls afterwards.
+    """
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def collate(samples: list[Sample]) -> dict:

@@ -1,14 +1,15 @@
-"""Per-epoch results: `results.csv` next to the run and a loss / metric plot of it."""
+"""Per-epoch results: `results.csv` next to the run and a loss / metric plot of it.
+
+The plot is a `Figure` on its own Agg canvas (see `detforge.eval.plots.new_figure`), never
+pyplot: importing or plotting leaves matplotlib's global backend and state alone.
+"""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from detforge.eval.plots import new_figure, save_figure
 
 
 class ResultsLog:
@@ -58,7 +59,8 @@ def plot_results(log: ResultsLog, path: str | Path) -> Path | None:
     panels = results_panels(list(rows[0]))
     cols = min(len(panels), 5)
     n_rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(n_rows, cols, figsize=(3.2 * cols, 2.6 * n_rows), squeeze=False)
+    fig = new_figure((3.2 * cols, 2.6 * n_rows))
+    axes = fig.subplots(n_rows, cols, squeeze=False)
     epochs = [r["epoch"] for r in rows]
     for ax, (title, keys) in zip(axes.flat, panels):
         for key in keys:
@@ -69,7 +71,4 @@ def plot_results(log: ResultsLog, path: str | Path) -> Path | None:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=120)

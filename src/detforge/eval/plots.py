@@ -16,16 +16,18 @@ from matplotlib.figure import Figure
 MAX_LEGEND_CLASSES = 20  # above this, per-class curves stay grey and unlabelled
 
 
-def _figure(size: tuple[float, float] = (8.0, 6.0)) -> Figure:
+def new_figure(size: tuple[float, float] = (8.0, 6.0)) -> Figure:
+    """A `Figure` on its own Agg canvas: no pyplot, no global backend, nothing to close."""
     fig = Figure(figsize=size, tight_layout=True)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
+    """Write `fig` to `path` (PNG unless the suffix says otherwise), creating the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
+    fig.savefig(path, dpi=dpi)
     return path
 
 
@@ -55,7 +57,7 @@ def plot_pr_curves(
 
     recall: [R]; precision: [C, R] (nan rows = class without ground truth); ap50: [C].
     """
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     labels = [f"{n} {ap:.3f}" for n, ap in zip(names, ap50)]
     _class_curves(ax, recall, precision, labels)
@@ -64,7 +66,7 @@ def plot_pr_curves(
         mean_ap = float(np.nanmean(ap50[valid]))
         ax.plot(recall, precision[valid].mean(0), linewidth=3, color="blue", label=f"all classes {mean_ap:.3f} mAP@0.5")
     _finish(ax, "Recall", "Precision", "Precision-Recall curve (IoU 0.5)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_f1_curve(confidence: np.ndarray, f1: np.ndarray, names: Sequence[str], path: str | Path) -> Path:
@@ -72,7 +74,7 @@ def plot_f1_curve(confidence: np.ndarray, f1: np.ndarray, names: Sequence[str], 
 
     confidence: [N] thresholds in 0..1; f1: [C, N] (nan rows = class without ground truth).
     """
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     _class_curves(ax, confidence, f1, list(names))
     valid = ~np.isnan(f1).all(1)
@@ -83,7 +85,7 @@ def plot_f1_curve(confidence: np.ndarray, f1: np.ndarray, names: Sequence[str], 
                 label=f"all classes {mean[best]:.2f} at {confidence[best]:.3f}")
         ax.axvline(confidence[best], color="blue", linestyle=":", linewidth=1)
     _finish(ax, "Confidence", "F1", "F1-Confidence curve")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | Path) -> Path:
@@ -93,7 +95,7 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | 
     labels = [*names, "background"]
     n = len(labels)
     side = min(max(6.0, 0.3 * n + 3.0), 16.0)
-    fig = _figure((side + 1.5, side))
+    fig = new_figure((side + 1.5, side))
     ax = fig.add_subplot()
     image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -108,4 +110,4 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | 
                 if norm[i, j] > 0.005:
                     color = "white" if norm[i, j] > 0.5 else "black"
                     ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=font, color=color)
-    return _save(fig, path)
+    return save_figure(fig, path)
