@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detforge.assign.tal import TaskAlignedAssigner
-from detforge.assign.targets import pad_targets
+from detforge.assign.lead_guided import cap_coarse_scores, coarse_from
+from detforge.assign.tal import Assignment, TaskAlignedAssigner
+from detforge.assign.targets import PaddedTargets, pad_targets
 from detforge.errors import ConfigError, DataError
 from detforge.losses.dfl import dfl_loss
 from detforge.ops.boxes import dfl_decode, distance_to_xyxy, xyxy_to_distance
@@ -38,6 +39,13 @@ class DetectionLoss(nn.Module):
     factors on the classification BCE, e.g. larger for rare classes of an imbalanced dataset.
     assigner: defaults to `TaskAlignedAssigner()`.
 
+    Auxiliary head (`out.aux`, a `HeadOutput` of the same form; see `assign/lead_guided.py`): its
+    targets are coarse labels — TAL with `aux_topk` positives per gt among the anchors within
+    `aux_margin` strides of the gt box — decided by the lead head's predictions (`lead_guided`;
+    False: by the aux head's own), optionally with the coarse targets capped below the fine ones
+    (`upper_bound`). Each aux term is added with `aux_weight`; 0 (or no aux output) is exactly the
+    plain loss.
+
     Objectness (heads with an obj branch): BCE towards the IoU of the predicted box with its
     assigned gt on foreground anchors and 0 elsewhere, summed over all anchors and divided by the
     same target-score mass as the other terms (as YOLOX divides by the positive count), so obj
@@ -57,6 +65,11 @@ class DetectionLoss(nn.Module):
         class_weights: Sequence[float] | None = None,
         assigner: nn.Module | None = None,
         model: nn.Module | None = None,
+        aux_weight: float = 0.25,
+        aux_topk: int = 20,
+        aux_margin: float = 1.0,
+        lead_guided: bool = True,
+        upper_bound: bool = False,
     ):
         super().__init__()
         head = getattr(model, "head", None)
@@ -73,6 +86,13 @@ class DetectionLoss(nn.Module):
         self.cls_gain = cls
         self.obj_gain = obj
         self.assigner = assigner if assigner is not None else TaskAlignedAssigner()
+        self.aux_weight = aux_weight
+        self.lead_guided = lead_guided
+        self.upper_bound = upper_bound
+        self.coarse_assigner = (
+            coarse_from(self.assigner, aux_topk, aux_margin)
+            if isinstance(self.assigner, TaskAlignedAssigner) else self.assigner
+        )
         weights = None
         if class_weights is not None:
             weights = torch.as_tensor(class_weights, dtype=torch.float32).flatten()
@@ -101,12 +121,10 @@ class DetectionLoss(nn.Module):
     def _terms(
         self, out: HeadOutput, boxes: torch.Tensor, cls: torch.Tensor, batch_idx: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        box_logits = out.box.float()
-        cls_logits = out.cls.float()
-        batch, _, num_classes = cls_logits.shape
-        if num_classes != self.num_classes or box_logits.shape[-1] != 4 * self.reg_max:
+        batch, _, num_classes = out.cls.shape
+        if num_classes != self.num_classes or out.box.shape[-1] != 4 * self.reg_max:
             raise ValueError(
-                f"head outputs {num_classes} classes and {box_logits.shape[-1]} box channels, loss expects "
+                f"head outputs {num_classes} classes and {out.box.shape[-1]} box channels, loss expects "
                 f"{self.num_classes} and {4 * self.reg_max}"
             )
         if cls.numel():
@@ -116,14 +134,33 @@ class DetectionLoss(nn.Module):
                     f"a target has class id {low if low < 0 else high}, outside 0..{num_classes - 1}; "
                     "check the dataset labels against the model's num_classes"
                 )
+        gts = pad_targets(boxes.float(), cls, batch_idx, batch)
+        target = self._assign(self.assigner, out, gts)
+        terms = self._head_terms(out, target)
+        aux = getattr(out, "aux", None)
+        if aux is not None and self.aux_weight > 0:
+            coarse = self._assign(self.coarse_assigner, out if self.lead_guided else aux, gts)
+            if self.upper_bound:
+                coarse = cap_coarse_scores(target, coarse, gts.mask.shape[1])
+            for name, value in self._head_terms(aux, coarse).items():
+                terms[name] = terms.get(name, 0.0) + self.aux_weight * value
+        return terms
+
+    def _assign(self, assigner: nn.Module, out: HeadOutput, gts: PaddedTargets) -> Assignment:
+        """Targets for every anchor, decided by `out`'s predictions (the lead head's, for lead guidance)."""
+        with torch.no_grad():  # the assigner sees every anchor; gradients flow only through positives
+            anchors = out.anchor_points.float()
+            pred_boxes = distance_to_xyxy(
+                anchors, dfl_decode(out.box.float(), self.reg_max) * out.strides.float().unsqueeze(-1)
+            )  # [B, N, 4]
+            return assigner(out.cls.float().sigmoid(), pred_boxes, anchors, *gts, out.strides)
+
+    def _head_terms(self, out: HeadOutput, target: Assignment) -> dict[str, torch.Tensor]:
+        """Gain-weighted terms of one head's predictions against `target`."""
+        box_logits = out.box.float()
+        cls_logits = out.cls.float()
         anchors = out.anchor_points.float()
         strides = out.strides.float().unsqueeze(-1)  # [N, 1]
-        with torch.no_grad():  # the assigner sees every anchor; gradients flow only through positives below
-            pred_boxes = distance_to_xyxy(
-                anchors, dfl_decode(box_logits, self.reg_max) * strides
-            )  # [B, N, 4]
-            gts = pad_targets(boxes.float(), cls, batch_idx, batch)
-            target = self.assigner(cls_logits.sigmoid(), pred_boxes, anchors, *gts, out.strides)
         score_sum = target.scores.sum().clamp(min=1)
 
         bce = F.binary_cross_entropy_with_logits(cls_logits, target.scores, reduction="none")  # [B, N, C]

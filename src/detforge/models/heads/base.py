@@ -28,6 +28,7 @@ class HeadOutput:
     obj: `[B, N, 1]` objectness logits, or None when the head has no objectness branch.
     anchor_points: `[N, 2]` anchor centres in input pixels.
     strides: `[N]` stride of each anchor's level.
+    aux: the auxiliary head's output in the same form (training with an aux part only), else None.
     """
 
     box: torch.Tensor
@@ -35,6 +36,7 @@ class HeadOutput:
     obj: torch.Tensor | None
     anchor_points: torch.Tensor
     strides: torch.Tensor
+    aux: HeadOutput | None = None
 
 
 class DFL(nn.Module):
