@@ -72,12 +72,15 @@ def machine_info() -> dict:
 
 
 def new_section(section_id: str, title: str, command: str, setup: str, keys: list[str],
-                metrics: dict[str, bool], notes: str = "") -> dict:
+                metrics: dict[str, bool], notes: str = "", summary: str = "median") -> dict:
     """An empty section. `keys`: the columns that identify a row (e.g. imgsz, workers);
-    `metrics`: metric name -> True when higher is better (img/s) or False (ms, MB)."""
+    `metrics`: metric name -> True when higher is better (img/s) or False (ms, MB);
+    `summary`: "median" of the repeats (timings), or "mean_std" (accuracy over seeds)."""
+    if summary not in ("median", "mean_std"):
+        raise ValueError(f"summary must be 'median' or 'mean_std', got {summary!r}")
     return {"id": section_id, "title": title, "command": command, "setup": setup, "keys": keys,
-            "metrics": metrics, "notes": notes, "load_start": os.getloadavg()[0], "cores": os.cpu_count() or 1,
-            "rows": []}
+            "metrics": metrics, "notes": notes, "summary": summary, "load_start": os.getloadavg()[0],
+            "cores": os.cpu_count() or 1, "rows": []}
 
 
 def add_row(section: dict, key: dict, samples: dict[str, dict[str, list[float]]]) -> None:
@@ -99,18 +102,24 @@ def is_busy(section: dict) -> bool:
     return section["load_start"] > BUSY_LOAD_PER_CORE * section["cores"]
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def _cell(value: float | None) -> str:
-    if value is None:
-        return "n/a"
+def _number(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
+def _summary(values: list[float], how: str) -> tuple[float | None, str]:
+    """(the value ratios use, its cell text): the median, or the mean ± sample std."""
+    if not values:
+        return None, "n/a"
+    if how == "median":
+        middle = statistics.median(values)
+        return middle, _number(middle)
+    mean = statistics.fmean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return mean, f"{_number(mean)} ± {_number(spread)}"
+
+
 def render_table(section: dict) -> str:
-    """Markdown table: key columns, then per metric detforge | reference | ratio (medians)."""
+    """Markdown table: key columns, then per metric detforge | reference | ratio (of medians or of means)."""
     header = list(section["keys"])
     for metric, higher in section["metrics"].items():
         better = "higher is better" if higher else "lower is better"
@@ -121,9 +130,11 @@ def render_table(section: dict) -> str:
         cells = [str(row["key"][k]) for k in section["keys"]]
         for metric in section["metrics"]:
             values = row["samples"].get(metric, {})
-            ours, theirs = _median(values.get("detforge", [])), _median(values.get("reference", []))
+            how = section.get("summary", "median")
+            (ours, our_text), (theirs, their_text) = (_summary(values.get(side, []), how)
+                                                      for side in ("detforge", "reference"))
             ratio = f"{ours / theirs:.2f}x" if ours is not None and theirs else "n/a"
-            cells += [_cell(ours), _cell(theirs), ratio]
+            cells += [our_text, their_text, ratio]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -131,8 +142,9 @@ def render_table(section: dict) -> str:
 def render_section(section: dict) -> str:
     repeats = max((len(v) for row in section["rows"] for m in row["samples"].values() for v in m.values()),
                   default=0)
+    summary = "mean ± std" if section.get("summary") == "mean_std" else "median"
     load = (f"1-minute load average {section['load_start']:.2f} at the start on {section['cores']} cores, "
-            f"{repeats} repeats")
+            f"{repeats} repeats, {summary} shown")
     parts = [f"## {section['title']}", "", f"`{section['command']}` — {section['setup']}", "", load + "."]
     if is_busy(section):
         parts += ["", (f"**Busy machine:** other processes held the cores when this was measured (load above "

@@ -1,0 +1,187 @@
+"""Accuracy race: yolov8n from scratch, detforge vs Ultralytics, identical recipe, several seeds.
+
+Each (dataset, seed, framework) trains in its own subprocess on a private copy of the dataset
+with the same settings (320 px, batch 16, 40 epochs, default augmentation and optimizer rule,
+2 loader workers, CPU, AMP off) and reports its wall time, training images/s and peak RSS. Each
+framework's best weights are then scored twice on the held-out split:
+
+- by detforge's evaluator on both models (the Ultralytics checkpoint imported with the
+  restricted unpickler), so one protocol scores both;
+- by the pycocotools protocol (faster-coco-eval's COCOeval) on each framework's OWN saved
+  predictions (`detforge val --save-json`, Ultralytics `val(save_json=True)`), against the
+  dataset's COCO json, so neither side's evaluator decides alone.
+
+Accuracy is reported as mean ± std over the seeds (one run on a small set swings by points).
+
+    python bench/accuracy_race.py [--datasets bccd coco128] [--seeds 0 1 2] [--epochs 40] [--json PATH]
+    python bench/accuracy_race.py --quick      # 3 epochs, one seed: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from data_throughput import private_copy
+from report import add_row, new_section, render_table, save_section
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"  # override with --datasets-root
+# dataset -> (held-out split, its COCO json under annotations/)
+DATASETS = {"bccd": ("test", "instances_test.json"), "coco128": ("val", "instances_train2017.json")}
+FRAMEWORKS = ("detforge", "ultralytics")
+
+
+def child_train(args: argparse.Namespace) -> None:
+    """Train one model; print one JSON line: best weights, wall time, images/s, peak RSS."""
+    settings = {"data": str(args.data / "data.yaml"), "epochs": args.epochs, "imgsz": args.imgsz,
+                "batch": args.batch, "seed": args.seed, "workers": args.workers, "device": "cpu",
+                "project": str(args.out), "name": f"{args.child}-seed{args.seed}", "exist_ok": True}
+    start = time.perf_counter()
+    if args.child == "detforge":
+        import detforge
+
+        best = detforge.train(model="yolov8n", amp=False, **settings).best
+    else:
+        from ultralytics import YOLO
+
+        model = YOLO("yolov8n.yaml")
+        model.train(amp=False, plots=False, verbose=False, **settings)
+        best = model.trainer.best
+    wall = time.perf_counter() - start
+    train_folder = args.data / yaml.safe_load((args.data / "data.yaml").read_text())["train"]
+    train_images = sum(1 for p in train_folder.iterdir() if p.is_file())
+    print(json.dumps({"best": str(best), "wall_s": wall, "images_per_s": train_images * args.epochs / wall,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+
+
+def run_child(framework: str, args: argparse.Namespace, data: Path, seed: int, out: Path) -> dict:
+    command = [sys.executable, __file__, "--child", framework, "--data", str(data), "--seed", str(seed),
+               "--out", str(out), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
+               "--batch", str(args.batch), "--workers", str(args.workers)]
+    env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        sys.exit(f"{framework} seed {seed} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def own_predictions(framework: str, best: str, data: Path, split: str, imgsz: int, out: Path) -> Path:
+    """Each framework's own `val` with COCO-json output, at the usual mAP settings."""
+    if framework == "detforge":
+        import detforge
+
+        detforge.val(best, str(data / "data.yaml"), split=split, imgsz=imgsz, save_dir=out, plots=False,
+                     save_json=True, progress=False)
+        return out / "predictions.json"
+    from ultralytics import YOLO
+
+    validator = YOLO(best).val(data=str(data / "data.yaml"), split=split, imgsz=imgsz, batch=16, conf=0.001,
+                               iou=0.7, save_json=True, plots=False, project=str(out), name="val", verbose=False)
+    return Path(validator.save_dir) / "predictions.json"
+
+
+def coco_map(predictions: Path, ground_truth: Path) -> tuple[float, float]:
+    """(mAP50-95, mAP50) of a COCO results file. Image ids are matched by file stem and category ids
+    by class order (both frameworks write stems and class + 1 for a YOLO-layout dataset)."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    truth = json.loads(ground_truth.read_text())
+    ids = {}
+    for image in truth["images"]:
+        stem = Path(image["file_name"]).stem
+        ids[stem] = image["id"]
+        if stem.isnumeric():  # both write a numeric stem as an int
+            ids[int(stem)] = image["id"]
+    categories = sorted(c["id"] for c in truth["categories"])
+    results = [{**r, "image_id": ids[r["image_id"]], "category_id": categories[int(r["category_id"]) - 1]}
+               for r in json.loads(predictions.read_text())]
+    gt = COCO(str(ground_truth))
+    evaluator = COCOeval_faster(gt, gt.loadRes(results) if results else COCO(), "bbox", print_function=lambda *a: None)
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return float(evaluator.stats[0]), float(evaluator.stats[1])
+
+
+def our_evaluator(best: str, data: Path, split: str, imgsz: int) -> tuple[float, float]:
+    import detforge
+
+    result = detforge.val(best, str(data / "data.yaml"), split=split, imgsz=imgsz, plots=False, progress=False)
+    return result.map50_95, result.map50
+
+
+def race(args: argparse.Namespace, name: str, tmp: Path, section: dict) -> None:
+    split, annotations = DATASETS[name]
+    data = private_copy(args.datasets_root / name, tmp / "data")
+    ground_truth = data / "annotations" / annotations
+    samples: dict[str, dict[str, list[float]]] = {metric: {f: [] for f in FRAMEWORKS} for metric in section["metrics"]}
+    for seed in args.seeds:
+        for framework in FRAMEWORKS if seed % 2 == 0 else FRAMEWORKS[::-1]:
+            run = run_child(framework, args, data, seed, tmp / "runs")
+            ours = our_evaluator(run["best"], data, split, args.imgsz)
+            own = coco_map(own_predictions(framework, run["best"], data, split, args.imgsz,
+                                           tmp / "val" / f"{framework}-{seed}"), ground_truth)
+            side = "detforge" if framework == "detforge" else "reference"
+            for metric, value in zip(section["metrics"], (*ours, own[0], run["wall_s"], run["images_per_s"],
+                                                          run["peak_rss_mb"]), strict=True):
+                samples[metric].setdefault(side, []).append(100 * value if "mAP" in metric else value)
+            print(f"{name} seed {seed} {framework}: mAP50-95 {ours[0]:.3f} (ours) / {own[0]:.3f} (own predictions, "
+                  f"COCOeval), {run['wall_s']:.0f} s", file=sys.stderr, flush=True)
+    add_row(section, {"dataset": f"{name} ({split})"},
+            {metric: {"detforge": v["detforge"], "reference": v["reference"]} for metric, v in samples.items()})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=sorted(DATASETS))
+    parser.add_argument("--datasets-root", type=Path, default=SHARED, help="folder holding the datasets")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="3 epochs, seed 0: a smoke run")
+    parser.add_argument("--json", type=Path, help="write the figures here for bench/report.py")
+    parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_train(args)
+        return 0
+    if args.quick:
+        args.epochs, args.seeds = 3, [0]
+    missing = [name for name in args.datasets if not (args.datasets_root / name / "data.yaml").exists()]
+    if missing:
+        print(f"datasets not found under {args.datasets_root}: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    section = new_section(
+        "accuracy", "Accuracy race (yolov8n from scratch)", "python bench/accuracy_race.py",
+        f"{args.epochs} epochs at {args.imgsz} px, batch {args.batch}, {args.workers} workers, seeds "
+        f"{' '.join(map(str, args.seeds))}, identical recipe on both sides; best weights scored on the held-out "
+        "split by detforge's evaluator (both models) and by COCOeval on each framework's own saved predictions; "
+        "mAP in points, mean ± std over seeds.",
+        ["dataset"], {"mAP50-95 (our evaluator)": True, "mAP50 (our evaluator)": True,
+                      "mAP50-95 (COCOeval, own predictions)": True, "wall s": False, "train img/s": True,
+                      "peak RSS MB": False}, summary="mean_std")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.datasets:
+            race(args, name, Path(tmp) / name, section)
+    print(render_table(section))
+    if args.json:
+        save_section(section, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
