@@ -9,7 +9,7 @@ RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint fuzz bench install clean
+.PHONY: demo test lint fuzz bench bench-accuracy install clean
 
 $(RUNTIME): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ bench: $(DEV)
 	$(PY) bench/mosaic_diversity.py --json $(BENCH_OUT)/mosaic.json
 	$(PY) bench/predict_throughput.py --threads 1 2 --json $(BENCH_OUT)/predict.json
 	$(PY) bench/report.py $(addprefix $(BENCH_OUT)/,loader.json mosaic.json train.json predict.json)
+
+# The accuracy race: yolov8n from scratch, both frameworks, 3 seeds, two datasets (~4 h on 2 cores);
+# QUICK=1 for a 3-epoch, one-seed smoke run. Its table joins docs/benchmarks.md.
+bench-accuracy: $(DEV)
+	mkdir -p $(BENCH_OUT)
+	$(PY) bench/accuracy_race.py $(if $(QUICK),--quick) --json $(BENCH_OUT)/accuracy.json
+	$(PY) bench/report.py $(addprefix $(BENCH_OUT)/,loader.json mosaic.json train.json predict.json accuracy.json)
 
 lint: $(DEV)
 	$(VENV)/bin/ruff check src tests bench
