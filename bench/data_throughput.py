@@ -72,12 +72,16 @@ def ultralytics_loader(data: Path, imgsz: int, workers: int, batch: int) -> Iter
 
 
 def private_copy(source: Path, tmp: Path) -> Path:
-    """A writable copy of the dataset, so neither loader writes caches into the shared folder."""
+    """A writable copy of the dataset, so neither loader writes caches into the shared folder. Its
+    data.yaml gets an absolute `path:` (Ultralytics reads a relative one from the working directory)."""
     data = tmp / source.name
     shutil.copytree(source, data)
     for folder in [data, *data.rglob("*")]:
         if folder.is_dir():
             folder.chmod(0o755)
+    spec = (data / "data.yaml").read_text()
+    (data / "data.yaml").write_text("".join(f"path: {data}\n" if line.startswith("path:") else line
+                                            for line in spec.splitlines(keepends=True)))
     os.environ["DETFORGE_CACHE_DIR"] = str(tmp / "cache")
     return data
 

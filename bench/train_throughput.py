@@ -27,13 +27,13 @@ import itertools
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from data_throughput import private_copy
 from report import add_row, new_section, render_table, save_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,14 +205,7 @@ def main() -> int:
         ["imgsz"], {"img/s": True, "peak RSS MB": False})
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "bccd"
-        shutil.copytree(args.data, data)
-        for folder in [data, *data.rglob("*")]:
-            if folder.is_dir():
-                folder.chmod(0o755)
-        spec = (data / "data.yaml").read_text()  # Ultralytics reads `path: .` from the working directory
-        (data / "data.yaml").write_text("\n".join(f"path: {data}" if line.startswith("path:") else line
-                                                 for line in spec.splitlines()) + "\n")
+        data = private_copy(args.data, Path(tmp))
         args.data = data
         for imgsz in args.sizes:
             results[imgsz] = {name: [] for name in FRAMEWORKS}
