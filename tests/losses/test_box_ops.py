@@ -37,3 +37,11 @@ def test_distance_round_trip_with_broadcast_anchors():
     boxes = distance_to_xyxy(anchors, dist)
     assert boxes.shape == (3, 7, 4)
     assert torch.allclose(xyxy_to_distance(anchors, boxes), dist, atol=1e-4)
+
+
+def test_head_dfl_module_is_the_one_decode():
+    """The head's DFL module and the loss decode through the same function (`ops.boxes.dfl_decode`)."""
+    from detforge.models.heads.base import DFL
+
+    logits = torch.randn(2, 7, 4 * 16)
+    assert torch.equal(DFL(16)(logits), dfl_decode(logits, 16))

@@ -11,11 +11,16 @@ from __future__ import annotations
 import torch
 
 
-def dfl_decode(box_logits: torch.Tensor, reg_max: int) -> torch.Tensor:
-    """Expected bin index per side: `[..., 4*reg_max]` logits → `[..., 4]` distances in stride units."""
+def dfl_decode(box_logits: torch.Tensor, reg_max: int, bins: torch.Tensor | None = None) -> torch.Tensor:
+    """Expected bin index per side: `[..., 4*reg_max]` logits → `[..., 4]` distances in stride units.
+
+    The one DFL decode: the heads (`models.heads.base.DFL`, passing the model's fixed `bins`
+    parameter) and the loss both call it. `bins` defaults to 0..reg_max-1.
+    """
     probs = box_logits.unflatten(-1, (4, reg_max)).softmax(-1)
-    bins = torch.arange(reg_max, device=box_logits.device, dtype=probs.dtype)
-    return probs @ bins
+    if bins is None:
+        bins = torch.arange(reg_max, device=box_logits.device, dtype=probs.dtype)
+    return probs @ bins.to(probs.dtype)
 
 
 def distance_to_xyxy(anchor_points: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:

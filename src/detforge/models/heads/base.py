@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from detforge.ops.boxes import distance_to_xyxy
+from detforge.ops.boxes import dfl_decode, distance_to_xyxy
 
 PRIOR_OBJECTS_PER_IMAGE = 5  # bias prior: about 5 objects per 640-px image, spread over the classes
 PRIOR_IMAGE_SIZE = 640
@@ -40,7 +40,8 @@ class HeadOutput:
 
 
 class DFL(nn.Module):
-    """Distribution Focal Loss decoding: the expected bin index of a softmax over reg_max bins.
+    """Distribution Focal Loss decoding as a module: `ops.boxes.dfl_decode` (the one decode, which
+    the loss uses too) with the bins held by the model.
 
     `bins` is a fixed (non-trainable) parameter holding 0..reg_max-1, so the projection is part
     of the model's weights exactly as in the reference models.
@@ -53,8 +54,7 @@ class DFL(nn.Module):
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         """`[..., 4*reg_max]` logits → `[..., 4]` distances in stride units."""
-        probs = logits.unflatten(-1, (4, self.reg_max)).softmax(-1)
-        return probs @ self.bins.to(probs.dtype)
+        return dfl_decode(logits, self.reg_max, self.bins)
 
 
 def make_anchors(shapes: list[tuple[int, int]], strides: list[int], device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
