@@ -5,7 +5,7 @@ from detforge.data.augment import AugmentConfig, letterbox
 from detforge.data.dataset import DetectionDataset
 from detforge.data.loader import DetectionLoader, build_dataloader, collate
 from detforge.data.problems import Problem, ProblemReport
-from detforge.data.records import ImageRecord, LabelStore
+from detforge.data.records import LabeledImage, LabelStore
 from detforge.data.scan import SplitLabels, load_split
 from detforge.data.spec import DatasetSpec, load_dataset_spec
 
@@ -14,8 +14,8 @@ __all__ = [
     "DatasetSpec",
     "DetectionDataset",
     "DetectionLoader",
-    "ImageRecord",
     "LabelStore",
+    "LabeledImage",
     "Problem",
     "ProblemReport",
     "SplitLabels",

@@ -14,7 +14,7 @@ import numpy as np
 
 
 @dataclass
-class ImageRecord:
+class LabeledImage:
     """One usable image and its boxes.
 
     `boxes` is float32 `[M, 4]` xyxy in pixels of the upright (EXIF-applied) image, with
@@ -52,7 +52,7 @@ class LabelStore:
         self.classes = np.asarray(classes, dtype=np.int64)
 
     @classmethod
-    def from_records(cls, records: Sequence[ImageRecord]) -> LabelStore:
+    def from_records(cls, records: Sequence[LabeledImage]) -> LabelStore:
         counts = [len(r.classes) for r in records]
         offsets = np.zeros(len(records) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum(counts)
@@ -77,12 +77,12 @@ class LabelStore:
         a, b = self.offsets[i], self.offsets[i + 1]
         return self.boxes[a:b].copy(), self.classes[a:b].copy()
 
-    def record(self, i: int) -> ImageRecord:
+    def record(self, i: int) -> LabeledImage:
         boxes, classes = self.labels(i)
         w, h = self.sizes[i]
-        return ImageRecord(self.path(i), int(w), int(h), boxes, classes)
+        return LabeledImage(self.path(i), int(w), int(h), boxes, classes)
 
-    def __iter__(self) -> Iterator[ImageRecord]:
+    def __iter__(self) -> Iterator[LabeledImage]:
         return (self.record(i) for i in range(len(self)))
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -104,3 +104,13 @@ class RawLabels:
     normalized: bool = False
     origins: list[str] | None = None
     declared_size: tuple[int, int] | None = None
+
+
+def __getattr__(name: str):
+    """`ImageRecord` was this class' old name (it clashed with `detforge.eval.records.EvalImage`); kept for a while."""
+    if name == "ImageRecord":
+        import warnings
+
+        warnings.warn("detforge.data.records.ImageRecord is now LabeledImage", DeprecationWarning, stacklevel=2)
+        return LabeledImage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from detforge.data.formats import format_module
 from detforge.data.problems import SKIPPED, UNKNOWN_CLASS, ProblemReport
 from detforge.data.records import LabelStore
 from detforge.data.spec import DatasetSpec
-from detforge.data.validate import validate
+from detforge.data.validate import check_labels
 from detforge.errors import DataError
 
 LOGGER = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def load_split(spec: DatasetSpec, split: str, use_cache: bool = True, progress: 
             return SplitLabels(split, hit[0], hit[1], path, from_cache=True)
     report = ProblemReport(root=spec.root)
     raws = module.read_split(spec, split, report)
-    records = validate(raws, spec.nc, report, progress=progress, desc=f"checking {split}")
+    records = check_labels(raws, spec.nc, report, progress=progress, desc=f"checking {split}")
     store = LabelStore.from_records(records)
     saved = use_cache and cache.save(path, key, store, report, root=spec.root)
     if not saved:

@@ -27,15 +27,15 @@ from detforge.data.problems import (
     ZERO_AREA,
     ProblemReport,
 )
-from detforge.data.records import ImageRecord, RawLabels
+from detforge.data.records import LabeledImage, RawLabels
 from detforge.progress import progress_bar
 
 MIN_SIDE = 1e-3  # pixels; a box thinner than this after clipping counts as zero-area
 OUTSIDE_TOLERANCE = 1e-2  # pixels; rounding noise in normalised labels is clipped without a report
 
 
-def validate(raws: list[RawLabels], num_classes: int, report: ProblemReport, progress: bool = False,
-             desc: str = "checking images") -> list[ImageRecord]:
+def check_labels(raws: list[RawLabels], num_classes: int, report: ProblemReport, progress: bool = False,
+                 desc: str = "checking images") -> list[LabeledImage]:
     """Check every image (in threads: decoding headers waits on disk) and fix its boxes."""
     image_reports = [ProblemReport(root=report.root) for _ in raws]
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -51,7 +51,7 @@ def validate(raws: list[RawLabels], num_classes: int, report: ProblemReport, pro
                        f"annotation says {raw.declared_size[0]}x{raw.declared_size[1]}, image is "
                        f"{info.width}x{info.height}; using the image's size")
         boxes, classes = fix_boxes(raw, info.width, info.height, num_classes, report)
-        records.append(ImageRecord(raw.image, info.width, info.height, boxes, classes))
+        records.append(LabeledImage(raw.image, info.width, info.height, boxes, classes))
     return records
 
 
@@ -99,3 +99,13 @@ def fix_boxes(raw: RawLabels, width: int, height: int, num_classes: int,
 def _fmt(box: np.ndarray, normalized: bool, limits: np.ndarray) -> str:
     values = box / limits if normalized else box
     return "[" + ", ".join(f"{v:.4g}" for v in values) + "]" + (" (normalised)" if normalized else "")
+
+
+def __getattr__(name: str):
+    """`validate` was this function's old name (it clashed with `detforge.engine.validate.run_validation`); kept for a while."""
+    if name == "validate":
+        import warnings
+
+        warnings.warn("detforge.data.validate.validate is now check_labels", DeprecationWarning, stacklevel=2)
+        return check_labels
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,7 +35,7 @@ from detforge.engine.optim import build_optimizer, resolve_auto
 from detforge.engine.results import ResultsLog, plot_results
 from detforge.engine.threads import ThreadTuner
 from detforge.engine.train_config import TrainConfig, make_train_config
-from detforge.engine.validate import images_to_float, validate
+from detforge.engine.validate import images_to_float, run_validation
 from detforge.errors import RunFinishedError
 from detforge.infer.annotate import plot_batch
 from detforge.io.convert import load_detector
@@ -293,7 +293,7 @@ class Trainer:
         self.loss_history.append(sum(v for k, v in losses.items() if k != "images_per_s"))
         if self.main:
             if (epoch + 1) % c.val_interval == 0 or final:
-                result = validate(self.ema.ema, self.val_loader, self.names, self.device, c.val_conf, c.val_iou,
+                result = run_validation(self.ema.ema, self.val_loader, self.names, self.device, c.val_conf, c.val_iou,
                                   c.max_det, loss_fn=self.loss_fn)
                 metrics = {**result.summary(), **{f"val/{k}": v for k, v in result.losses.items()}}
                 fitness = 0.1 * result.map50 + 0.9 * result.map50_95
@@ -340,7 +340,7 @@ class Trainer:
             plot_results(self.results, self.run_dir / "results.png")
         if result.best.exists():
             best = detforge.load(result.best).to(self.device)
-            final = validate(best, self.val_loader, self.names, self.device, self.config.val_conf,
+            final = run_validation(best, self.val_loader, self.names, self.device, self.config.val_conf,
                              self.config.val_iou, self.config.max_det)
             if self.config.plots:
                 final.save_plots(self.run_dir)

@@ -1,4 +1,4 @@
-"""Score a model on a dataset split: the loop the trainer runs every epoch (`validate`) and the
+"""Score a model on a dataset split: the loop the trainer runs every epoch (`run_validation`) and the
 standalone form behind `detforge val` (`val`), so both report exactly the same numbers."""
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def images_to_float(images: torch.Tensor, device: torch.device, dtype: torch.dty
 
 
 @torch.no_grad()
-def validate(model: nn.Module, loader, names: list[str], device: torch.device, conf: float = 0.001,
-             iou: float = 0.7, max_det: int = 300, progress: bool = True, loss_fn=None):
+def run_validation(model: nn.Module, loader, names: list[str], device: torch.device, conf: float = 0.001,
+                   iou: float = 0.7, max_det: int = 300, progress: bool = True, loss_fn=None):
     """Predict every validation image, map boxes back to original pixels, return an `EvalResult`.
 
     With `loss_fn` (the training loss), the validation losses are computed from the same forward
@@ -117,7 +117,7 @@ def val(model, data, split: str = "val", imgsz: int | None = None, batch: int = 
                               workers=workers, shuffle=False, stride=stride, progress=progress)
     net = detector.to(device)
     with torch.inference_mode():
-        result = validate(net, loader, spec.names, device, conf, iou, max_det, progress=progress)
+        result = run_validation(net, loader, spec.names, device, conf, iou, max_det, progress=progress)
     dataset = loader.dataset
     paths = [dataset.store.path(int(dataset.order[i])) for i in range(len(dataset))]
     image_ids, category_ids = _dataset_ids(spec, split, paths)
@@ -165,3 +165,13 @@ def _dataset_ids(spec, split: str, paths: list[str]) -> tuple[list, list[int] | 
         return [by_name.get(Path(p).name, Path(p).stem) for p in paths], categories
     stems = [Path(p).stem for p in paths]
     return [int(s) if s.isnumeric() else s for s in stems], None
+
+
+def __getattr__(name: str):
+    """`validate` was this function's old name (it clashed with `detforge.data.validate.check_labels`); kept for a while."""
+    if name == "validate":
+        import warnings
+
+        warnings.warn("detforge.engine.validate.validate is now run_validation", DeprecationWarning, stacklevel=2)
+        return run_validation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""COCO box metrics through faster-coco-eval, built in memory from `ImageRecord`s.
+"""COCO box metrics through faster-coco-eval, built in memory from `EvalImage`s.
 
 Why faster-coco-eval: it is pycocotools' algorithm (same matching, same 101 recall thresholds,
 same area ranges) with the per-image work in C++, so the numbers are the ones papers report.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
-from detforge.eval.records import ImageRecord
+from detforge.eval.records import EvalImage
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _annotations(image_id: int, boxes: np.ndarray, classes: np.ndarray, first_id
     ]
 
 
-def coco_datasets(records: Sequence[ImageRecord], names: Sequence[str]) -> tuple[dict, dict]:
+def coco_datasets(records: Sequence[EvalImage], names: Sequence[str]) -> tuple[dict, dict]:
     """Ground-truth and detection datasets in COCO json layout (see module docstring for ids)."""
     images = [{"id": i + 1, "width": r.width, "height": r.height} for i, r in enumerate(records)]
     categories = [{"id": c + 1, "name": name} for c, name in enumerate(names)]
@@ -101,7 +101,7 @@ def _mean_valid(values: np.ndarray) -> float:
     return float(valid.mean()) if valid.size else float("nan")
 
 
-def coco_metrics(records: Sequence[ImageRecord], names: Sequence[str], max_dets: int = 100) -> CocoMetrics:
+def coco_metrics(records: Sequence[EvalImage], names: Sequence[str], max_dets: int = 100) -> CocoMetrics:
     """Run COCOeval (bbox) on the records; `max_dets` caps detections per image and class."""
     gt_json, dt_json = coco_datasets(records, names)
     quiet = logger.debug
@@ -123,7 +123,7 @@ def coco_metrics(records: Sequence[ImageRecord], names: Sequence[str], max_dets:
     )
 
 
-def coco_results(records: Sequence[ImageRecord], category_ids: Sequence[int]) -> list[dict]:
+def coco_results(records: Sequence[EvalImage], category_ids: Sequence[int]) -> list[dict]:
     """Predictions as a COCO results list: image_id (the caller's), category_id, bbox xywh, score.
 
     category_ids[c] is the dataset's category id for class index c (e.g. COCO's 80 -> 91 map).

@@ -19,7 +19,7 @@ from detforge.errors import DataError
 from detforge.eval import plots
 from detforge.eval.coco import CocoMetrics, coco_metrics, coco_results
 from detforge.eval.metrics import ConfidenceMetrics, confidence_metrics, confusion_matrix, true_positives
-from detforge.eval.records import ImageRecord, build_records
+from detforge.eval.records import EvalImage, build_records
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class EvalResult:
     confusion: np.ndarray
     images_per_class: np.ndarray
     instances_per_class: np.ndarray
-    records: list[ImageRecord]
+    records: list[EvalImage]
     losses: dict[str, float] = field(default_factory=dict)  # mean validation losses, when the loop computed them
 
     @property

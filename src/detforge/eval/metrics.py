@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from detforge.eval.records import ImageRecord
+from detforge.eval.records import EvalImage
 
 MATCH_IOU = 0.5
 CURVE_POINTS = 1000
@@ -54,7 +54,7 @@ def greedy_match(iou: np.ndarray, eligible: np.ndarray, scores: np.ndarray) -> n
     return match
 
 
-def true_positives(record: ImageRecord, iou_thres: float = MATCH_IOU) -> np.ndarray:
+def true_positives(record: EvalImage, iou_thres: float = MATCH_IOU) -> np.ndarray:
     """[K] bool: detection matched to a same-class ground truth at IoU >= iou_thres."""
     iou = pairwise_iou(record.gt_boxes, record.boxes)
     eligible = (iou >= iou_thres) & (record.gt_classes[:, None] == record.classes[None, :])
@@ -144,7 +144,7 @@ def confidence_metrics(
 
 
 def confusion_matrix(
-    records: Sequence[ImageRecord], num_classes: int, iou_thres: float = 0.45, conf_thres: float = 0.25
+    records: Sequence[EvalImage], num_classes: int, iou_thres: float = 0.45, conf_thres: float = 0.25
 ) -> np.ndarray:
     """Counts [C + 1, C + 1] indexed [predicted, true]; index C is background.
 

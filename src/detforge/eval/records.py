@@ -1,7 +1,7 @@
 """Per-image evaluation records: user predictions and ground truths checked and paired up.
 
 `evaluate` accepts loose input (dicts of lists, numpy arrays or CPU tensors, images with no
-prediction entry at all); this module turns it into one `ImageRecord` per ground-truth image with
+prediction entry at all); this module turns it into one `EvalImage` per ground-truth image with
 float64 / int64 arrays, so every metric below works on one clean, validated shape.
 """
 
@@ -17,7 +17,7 @@ from detforge.errors import DataError
 
 
 @dataclass(frozen=True)
-class ImageRecord:
+class EvalImage:
     """Ground truth and predictions of one image, boxes in pixels xyxy.
 
     gt_boxes [M, 4], gt_classes [M]; boxes [K, 4], scores [K], classes [K].
@@ -65,7 +65,7 @@ def _classes(value: Any, n: int, num_classes: int, where: str) -> np.ndarray:
 
 def build_records(
     predictions: Iterable[Mapping], ground_truths: Iterable[Mapping], num_classes: int
-) -> list[ImageRecord]:
+) -> list[EvalImage]:
     """Pair predictions with ground truths by `image_id`, in ground-truth order.
 
     An image without a prediction entry counts as "nothing detected"; a prediction for an image
@@ -78,7 +78,7 @@ def build_records(
             raise DataError(f"two prediction entries for image_id {image_id!r}; merge them into one")
         preds[image_id] = entry
 
-    records: list[ImageRecord] = []
+    records: list[EvalImage] = []
     seen: set = set()
     for gt in ground_truths:
         image_id = _field(gt, "image_id", "a ground-truth entry")
@@ -98,9 +98,19 @@ def build_records(
             boxes = _boxes(_field(pred, "boxes", pwhere), pwhere)
             scores = _vector(_field(pred, "scores", pwhere), len(boxes), np.float64, "scores", pwhere)
             classes = _classes(_field(pred, "classes", pwhere), len(boxes), num_classes, pwhere)
-        records.append(ImageRecord(image_id, width, height, gt_boxes, gt_classes, boxes, scores, classes))
+        records.append(EvalImage(image_id, width, height, gt_boxes, gt_classes, boxes, scores, classes))
 
     if preds:
         orphan = next(iter(preds))
         raise DataError(f"prediction for image_id {orphan!r} has no ground truth; evaluate on the same image set")
     return records
+
+
+def __getattr__(name: str):
+    """`ImageRecord` was this class' old name (it clashed with `detforge.data.records.LabeledImage`); kept for a while."""
+    if name == "ImageRecord":
+        import warnings
+
+        warnings.warn("detforge.eval.records.ImageRecord is now EvalImage", DeprecationWarning, stacklevel=2)
+        return EvalImage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

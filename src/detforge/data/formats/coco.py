@@ -23,7 +23,7 @@ from detforge.data.problems import (
     UNKNOWN_CLASS,
     ProblemReport,
 )
-from detforge.data.records import ImageRecord, RawLabels
+from detforge.data.records import LabeledImage, RawLabels
 from detforge.data.spec import DatasetSpec
 from detforge.errors import DataError
 
@@ -140,7 +140,7 @@ def read_split(spec: DatasetSpec, split: str, report: ProblemReport) -> list[Raw
     return raws
 
 
-def write(out: Path, names: list[str], splits: dict[str, list[ImageRecord]]) -> Path:
+def write(out: Path, names: list[str], splits: dict[str, list[LabeledImage]]) -> Path:
     """Write `images/<split>/` and `annotations/instances_<split>.json` (category id = index + 1)."""
     first = None
     for split, records in splits.items():

@@ -16,7 +16,7 @@ import numpy as np
 from detforge.data.formats import UniqueNames, copy_image
 from detforge.data.images import IMAGE_SUFFIXES
 from detforge.data.problems import DROPPED, MALFORMED, MISSING_IMAGE, SKIPPED, ProblemReport
-from detforge.data.records import ImageRecord, RawLabels
+from detforge.data.records import LabeledImage, RawLabels
 from detforge.data.spec import DatasetSpec
 from detforge.errors import DataError
 
@@ -122,7 +122,7 @@ def _declared_size(tree: ET.Element) -> tuple[int, int] | None:
     return size if size[0] > 0 and size[1] > 0 else None
 
 
-def write(out: Path, names: list[str], splits: dict[str, list[ImageRecord]]) -> Path:
+def write(out: Path, names: list[str], splits: dict[str, list[LabeledImage]]) -> Path:
     """Write JPEGImages/, Annotations/, ImageSets/Main/<split>.txt and classes.txt; returns `out`."""
     unique = UniqueNames()  # one folder for all splits, so names must be unique across them
     (out / "Annotations").mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,7 @@ def write(out: Path, names: list[str], splits: dict[str, list[ImageRecord]]) -> 
     return out
 
 
-def _xml(rec: ImageRecord, filename: str, names: list[str]) -> ET.ElementTree:
+def _xml(rec: LabeledImage, filename: str, names: list[str]) -> ET.ElementTree:
     root = ET.Element("annotation")
     ET.SubElement(root, "folder").text = "JPEGImages"
     ET.SubElement(root, "filename").text = filename

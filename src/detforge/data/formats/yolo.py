@@ -25,7 +25,7 @@ from detforge.data.problems import (
     UNKNOWN_CLASS,
     ProblemReport,
 )
-from detforge.data.records import ImageRecord, RawLabels
+from detforge.data.records import LabeledImage, RawLabels
 from detforge.data.spec import DatasetSpec
 from detforge.errors import DataError
 from detforge.fsutil import read_limited
@@ -209,7 +209,7 @@ def _parse_line(fields: list[str]) -> tuple[int, list[float]] | str:
     return f"expected 5 values (class cx cy w h), got {len(values)}"
 
 
-def write(out: Path, names: list[str], splits: dict[str, list[ImageRecord]]) -> Path:
+def write(out: Path, names: list[str], splits: dict[str, list[LabeledImage]]) -> Path:
     """Write images, normalised label files and a data.yaml under `out`; returns the yaml path."""
     for split, records in splits.items():
         unique = UniqueNames()
@@ -226,7 +226,7 @@ def write(out: Path, names: list[str], splits: dict[str, list[ImageRecord]]) -> 
     return yaml_path
 
 
-def _format_line(rec: ImageRecord, i: int) -> str:
+def _format_line(rec: LabeledImage, i: int) -> str:
     x1, y1, x2, y2 = (float(v) for v in rec.boxes[i])
     w, h = rec.width, rec.height
     cx, cy, bw, bh = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h
