@@ -16,8 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "skipped with a warning.",
     )
     parser.add_argument("--weights", required=True, help="a .safetensors file (or an Ultralytics .pt checkpoint)")
-    parser.add_argument("--source", required=True,
-                        help="image, folder, glob (quote it), video file, or .txt file with one path per line")
+    parser.add_argument("--source", required=True, nargs="+",
+                        help="image, folder, glob, video file, or .txt file with one path per line; several "
+                        "may follow (--source a.jpg b.jpg, or a glob the shell expands)")
     parser.add_argument("--imgsz", type=int,
                         help="long side in pixels (default: the size the weights were trained at, else 640)")
     parser.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(args.weights, imgsz=args.imgsz, conf=args.conf, iou=args.iou, max_det=args.max_det,
                           classes=args.classes, agnostic=args.agnostic_nms, batch=args.batch, device=args.device,
                           half=args.half, slice=slicing)
-    source = open_source(args.source)
+    source = open_source(args.source[0] if len(args.source) == 1 else args.source)
     save_dir = next_run_dir(args.project, args.name, args.exist_ok)
     writer = ResultWriter(save_dir, save_images=not args.no_save, save_txt=args.save_txt, save_conf=args.save_conf,
                           save_json=args.save_json, line_width=args.line_width)

@@ -16,6 +16,7 @@ different folders) get distinct stems (`a`, `a_2`).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,6 +27,8 @@ import cv2
 
 from detforge.infer.annotate import save_rgb
 from detforge.infer.results import Results
+
+logger = logging.getLogger(__name__)
 
 
 class ResultWriter:
@@ -48,6 +51,7 @@ class ResultWriter:
         self._start = time.perf_counter()
         self._stems: dict[str, str] = {}
         self._used: set[str] = set()
+        self._repeats: dict[str, int] = {}  # still images seen more than once: each occurrence is saved
         self._writers: dict[str, cv2.VideoWriter] = {}
 
     def __enter__(self) -> Self:
@@ -60,19 +64,30 @@ class ResultWriter:
     def stem(self, path: str, frame: int | None = None) -> str:
         """A unique file stem per source file, with `_<frame>` for a video frame."""
         if path not in self._stems:
-            base = Path(path).stem
-            stem, n = base, 2
-            while stem in self._used:
-                stem, n = f"{base}_{n}", n + 1
-            self._used.add(stem)
-            self._stems[path] = stem
+            self._stems[path] = self._unique(Path(path).stem)
         stem = self._stems[path]
         return stem if frame is None else f"{stem}_{frame}"
+
+    def _unique(self, base: str) -> str:
+        stem, n = base, 2
+        while stem in self._used:
+            stem, n = f"{base}_{n}", n + 1
+        self._used.add(stem)
+        return stem
+
+    def _image_stem(self, path: str) -> str:
+        """The stem for a still image; an image listed again gets a new one (`a`, `a_2`), so every result is saved."""
+        if path not in self._stems:
+            return self.stem(path)
+        self._repeats[path] = self._repeats.get(path, 0) + 1
+        if self._repeats[path] == 1:
+            logger.warning("%s is in the source more than once; each occurrence is saved under its own name", path)
+        return self._unique(self._stems[path])
 
     def write(self, result: Results) -> None:
         """Save one image's or frame's results as configured."""
         self.save_dir.mkdir(parents=True, exist_ok=True)
-        stem = self.stem(result.path, result.frame)
+        stem = self.stem(result.path, result.frame) if result.frame is not None else self._image_stem(result.path)
         if self.save_images:
             image = result.plot(line_width=self.line_width)
             if result.frame is None:

@@ -33,6 +33,7 @@ from detforge.io.convert import load_detector
 from detforge.models.deploy import deploy_model
 from detforge.models.detector import Detector
 from detforge.models.provenance import default_imgsz
+from detforge.runs import next_run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +78,20 @@ class Predictor:
 
     def predict(self, source: SourceLike, stream: bool = False, save_dir: str | Path | None = None,
                 save_images: bool = True, save_txt: bool = False, save_conf: bool = False, save_json: bool = False,
-                line_width: int | None = None) -> list[Results] | Iterator[Results]:
+                line_width: int | None = None, save: bool = False) -> list[Results] | Iterator[Results]:
         """Predict every frame of `source`; `stream=True` returns a generator that holds one batch at a
         time (use it on videos and large folders), otherwise a list of all results.
 
         With `save_dir`, results are also saved there as they come (see `ResultWriter`): annotated
         images and videos (`save_images`), YOLO labels (`save_txt`, `save_conf` adds the confidence),
         one JSON per image (`save_json`) and `summary.json` — the files `detforge predict` writes.
+        `save=True` without `save_dir` saves to a new `runs/predict/exp*` folder, as the command does.
         """
         frames = open_source(source)
         results = self.stream(frames)
+        if save and save_dir is None:
+            save_dir = next_run_dir("runs/predict", "exp")
+            logger.info("saving results to %s", save_dir)
         if save_dir is not None:
             writer = ResultWriter(save_dir, save_images=save_images, save_txt=save_txt, save_conf=save_conf,
                                   save_json=save_json, line_width=line_width)
@@ -144,7 +149,7 @@ class Predictor:
         return out, speed
 
 
-SAVE_SETTINGS = ("save_dir", "save_images", "save_txt", "save_conf", "save_json", "line_width")
+SAVE_SETTINGS = ("save_dir", "save_images", "save_txt", "save_conf", "save_json", "line_width", "save")
 
 
 def predict(model: Detector | str | Path, source: SourceLike, stream: bool = False, **settings

@@ -19,8 +19,30 @@ class Boxes:
     """
 
     def __init__(self, data: torch.Tensor, orig_shape: tuple[int, int]):
-        self.data = data
+        self.data = data[None] if data.ndim == 1 else data  # one box (boxes[0]) stays [1, 6]
         self.orig_shape = orig_shape
+
+    def __getitem__(self, index) -> Boxes:
+        """`boxes[i]`, `boxes[1:3]`, `boxes[mask]`: the selected boxes, as `Boxes` (one box is `[1, 6]`)."""
+        return Boxes(self.data[index], self.orig_shape)
+
+    def __iter__(self):
+        """One `Boxes` per detection: `for box in r.boxes: box.xyxy[0], box.conf[0], box.cls[0]`."""
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return f"Boxes({len(self)} boxes, xyxy conf cls, image {self.orig_shape[1]}x{self.orig_shape[0]})"
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.data.shape
+
+    def cpu(self) -> Boxes:
+        return Boxes(self.data.cpu(), self.orig_shape)
+
+    def numpy(self) -> np.ndarray:
+        """`data` as a numpy array `[K, 6]`."""
+        return self.data.cpu().numpy()
 
     @property
     def xyxy(self) -> torch.Tensor:
@@ -42,6 +64,12 @@ class Boxes:
         """`[K, 4]` centre x, centre y, width, height in pixels."""
         xyxy = self.xyxy
         return torch.cat(((xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]), dim=1)
+
+    @property
+    def xyxyn(self) -> torch.Tensor:
+        """`[K, 4]` corners divided by the image size (0..1)."""
+        height, width = self.orig_shape
+        return self.xyxy / torch.tensor([width, height, width, height], dtype=self.data.dtype)
 
     @property
     def xywhn(self) -> torch.Tensor:
@@ -75,19 +103,50 @@ class Results:
     def __len__(self) -> int:
         return len(self.boxes)
 
+    def __getitem__(self, index) -> Results:
+        """The same image with only the selected detections (`r[0]`, `r[:3]`, `r[r.boxes.conf > 0.5]`)."""
+        return Results(self.orig_img, self.path, self.names, self.boxes[index].data, self.frame, self.speed)
+
     def __repr__(self) -> str:
         where = self.path if self.frame is None else f"{self.path} frame {self.frame}"
         return f"Results({where}: {len(self)} boxes, {self.orig_shape[1]}x{self.orig_shape[0]})"
 
     def plot(self, line_width: int | None = None, conf: bool = True) -> np.ndarray:
-        """The image with labelled boxes drawn on it: a new RGB `[H, W, 3]` uint8 array."""
+        """The image with labelled boxes drawn on it: a new RGB `[H, W, 3]` uint8 array (RGB like
+        `orig_img`; `cv2.imshow` wants `plot()[..., ::-1]`)."""
         boxes = self.boxes
         return draw_boxes(self.orig_img, boxes.xyxy.numpy(), boxes.cls.long().numpy(), self.names,
                           boxes.conf.numpy() if conf else None, line_width)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the annotated image (`plot()`) to `path`; the suffix picks the format."""
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the annotated image (`plot()`) to `path` (the suffix picks the format); by default
+        `results_<image name>` in the current folder."""
+        if path is None:
+            source = Path(self.path)
+            frame = "" if self.frame is None else f"_{self.frame}"
+            path = f"results_{source.stem}{frame}{source.suffix.lower() or '.jpg'}"
         return save_rgb(self.plot(), path)
+
+    def show(self, title: str | None = None) -> None:
+        """Open the annotated image in the system's image viewer (PIL's `Image.show`)."""
+        from PIL import Image
+
+        Image.fromarray(self.plot()).show(title=title or self.path)
+
+    def summary(self, normalize: bool = False, decimals: int = 5) -> list[dict]:
+        """One dict per detection: `name`, `class`, `confidence`, `box` {x1, y1, x2, y2} (pixels, or 0..1 of
+        the image size with `normalize=True`)."""
+        boxes = self.boxes.xyxyn if normalize else self.boxes.xyxy
+        out = []
+        for box, score, cls in zip(boxes.tolist(), self.boxes.conf.tolist(), self.boxes.cls.tolist()):
+            c = int(cls)
+            out.append({
+                "name": self.names[c] if c < len(self.names) else str(c),
+                "class": c,
+                "confidence": round(float(score), decimals),
+                "box": {k: round(float(v), decimals) for k, v in zip(("x1", "y1", "x2", "y2"), box)},
+            })
+        return out
 
     def to_dict(self) -> dict:
         """JSON-able summary: source, size and one entry per box (class, name, confidence, xyxy box)."""

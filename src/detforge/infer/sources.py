@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import cv2
 import numpy as np
+import torch
 
 from detforge.data.images import IMAGE_SUFFIXES, opencv_safe, read_image
 from detforge.errors import SourceError
@@ -32,7 +33,7 @@ VIDEO_SUFFIXES = frozenset({".avi", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".m
 GLOB_CHARS = ("*", "?", "[")
 HINT = "pass an image, a folder, a glob, a video or a .txt list of paths"
 
-SourceLike = str | Path | np.ndarray | Sequence[str | Path | np.ndarray]
+SourceLike = str | Path | np.ndarray | torch.Tensor | Sequence[str | Path | np.ndarray | torch.Tensor]
 T = TypeVar("T")
 
 
@@ -122,20 +123,52 @@ def open_source(source: SourceLike) -> Source:
 
     source: an image or video file, a folder (its images and videos, sorted, not recursive), a
     glob pattern (`data/**/*.jpg`), a `.txt` file with one path per line (relative to the
-    file's folder), an RGB `[H, W, 3]` uint8 array, or a list of any of these (or an opened `Source`).
+    file's folder), an RGB `[H, W, 3]` uint8 array, a PIL image, a torch tensor `[B, 3, H, W]`
+    or `[3, H, W]` (RGB, float 0..1 or uint8), or a list mixing any of these (or an opened `Source`).
     """
     if isinstance(source, Source):
         return source
-    if isinstance(source, np.ndarray):
-        return Source([_check_array(source)])
+    images = _in_memory(source)
+    if images is not None:
+        return Source(images)
     if isinstance(source, (str, Path)):
         return Source(_expand(str(source)))
     items: list[str | np.ndarray] = []
     for entry in source:
-        items += [_check_array(entry)] if isinstance(entry, np.ndarray) else _expand(str(entry))
+        images = _in_memory(entry)
+        items += images if images is not None else _expand(str(entry))
     if not items:
         raise SourceError(f"empty source list; {HINT}")
     return Source(items)
+
+
+def _in_memory(entry) -> list[np.ndarray] | None:
+    """RGB `[H, W, 3]` uint8 arrays for an in-memory picture (array, PIL image, tensor); None for a path."""
+    if isinstance(entry, np.ndarray):
+        return [_check_array(entry)]
+    if isinstance(entry, torch.Tensor):
+        return _tensor_images(entry)
+    if type(entry).__module__.startswith("PIL.") and hasattr(entry, "convert"):
+        return [np.ascontiguousarray(np.asarray(entry.convert("RGB")))]
+    return None
+
+
+def _tensor_images(tensor: torch.Tensor) -> list[np.ndarray]:
+    """`[B, 3, H, W]` or `[3, H, W]` RGB (float 0..1, as models take them, or uint8) → one array per image."""
+    t = tensor.detach().cpu()
+    t = t[None] if t.ndim == 3 else t
+    if t.ndim != 4 or t.shape[1] != 3:
+        raise SourceError(f"tensor of shape {list(tensor.shape)}; pass images as [B, 3, H, W] or [3, H, W] RGB tensors")
+    if t.is_floating_point():
+        if t.numel() and (float(t.min()) < -1e-3 or float(t.max()) > 1 + 1e-3):
+            raise SourceError(
+                f"float tensor with values in [{float(t.min()):.3g}, {float(t.max()):.3g}]; float images must "
+                "be in 0..1 (divide 0..255 values by 255, or pass a uint8 tensor)"
+            )
+        t = t.clamp(0, 1).mul(255).round().to(torch.uint8)
+    elif t.dtype != torch.uint8:
+        raise SourceError(f"tensor of dtype {t.dtype}; pass float (0..1) or uint8 images")
+    return [np.ascontiguousarray(image.permute(1, 2, 0).numpy()) for image in t]
 
 
 def _check_array(image: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from detforge.errors import SourceError
 from detforge.models.deploy import Target, deploy_model, fuse_parts
 from detforge.models.heads.base import DetectionHead, HeadOutput
 
@@ -43,6 +44,11 @@ class Detector(nn.Module):
         return self.head.raw(self.features(x))
 
     def forward(self, x: torch.Tensor) -> HeadOutput | torch.Tensor:
+        if not isinstance(x, torch.Tensor):  # model("img.jpg"), model(array): what predict() is for
+            raise SourceError(
+                f"a Detector called directly takes an image tensor [B, 3, H, W] (RGB, 0..1), not "
+                f"{type(x).__name__}; to detect objects in images use model.predict({_short(x)})"
+            )
         if not (self.training and self.aux is not None):
             return self.head(self.features(x))
         # Training with auxiliary heads: they read the neck's aux maps (`forward_with_aux`, e.g. the
@@ -106,3 +112,8 @@ class Detector(nn.Module):
         from detforge.models.info import model_info
 
         return model_info(self, imgsz)
+
+
+def _short(x) -> str:
+    text = repr(x) if isinstance(x, (str, bytes)) or hasattr(x, "__fspath__") else "source"
+    return text if len(text) <= 60 else "source"
