@@ -75,4 +75,6 @@ def test_writer_gives_same_named_files_distinct_stems(tmp_path):
     with ResultWriter(tmp_path / "out", save_txt=True) as writer:
         for path in ("x/a.jpg", "y/a.jpg", "x/a.jpg"):
             writer.write(Results(image, path, ["c"], torch.from_numpy(empty)))
-    assert files(tmp_path / "out") == ["a.jpg", "a_2.jpg", "labels/a.txt", "labels/a_2.txt", "summary.json"]
+    # x/a.jpg listed twice is saved twice (issue 15: a repeated path writes every result)
+    assert files(tmp_path / "out") == ["a.jpg", "a_2.jpg", "a_3.jpg", "labels/a.txt", "labels/a_2.txt",
+                                       "labels/a_3.txt", "summary.json"]
