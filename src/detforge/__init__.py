@@ -2,6 +2,7 @@
 
 from detforge import models as _models  # noqa: F401  (registers the packaged parts)
 from detforge.config import ModelConfig, load_config
+from detforge.engine.callbacks import Callback
 from detforge.engine.trainer import train
 from detforge.engine.validate import val
 from detforge.errors import DetforgeError
@@ -18,6 +19,7 @@ from detforge.registry import (
 )
 
 __all__ = [
+    "Callback",
     "Detector",
     "DetforgeError",
     "ModelConfig",

@@ -59,6 +59,9 @@ class ModelConfig(BaseModel):
     head: PartConfig
     aux: PartConfig | None = None  # optional auxiliary heads (a registered head type), training only
     names: list[str] | None = None
+    # The model's default training recipe (assigner:, loss:, hyper-parameters); user settings win.
+    # Checked when training starts (detforge.engine.recipe), where the training settings live.
+    train: dict[str, Any] | None = None
     _source: str = PrivateAttr("<config>")
 
     @property

@@ -18,6 +18,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
@@ -104,3 +105,15 @@ class ThreadTuner:
                 log.debug("CPU training: %d intra-op threads (fastest steps: %s)", chosen,
                           ", ".join(f"{n} threads {s:.2f}s" for n, s in self.best.items()))
             self.chosen = chosen
+
+
+@contextmanager
+def threads_restored() -> Iterator[int]:
+    """Give torch's intra-op thread count back on exit (also on errors): the tuner changes it per step,
+    and a library call must not leave the caller's process with another count."""
+    before = torch.get_num_threads()
+    try:
+        yield before
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

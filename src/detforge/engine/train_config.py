@@ -1,19 +1,53 @@
 """Training settings: one typed object with the YOLOv8 recipe's defaults.
 
 Unknown keys and wrong types are one-line errors naming the key. Every augmentation
-parameter lives in `augment` (see `detforge.data.AugmentConfig`).
+parameter lives in `augment` (see `detforge.data.AugmentConfig`); the assigner and the loss are
+registered parts picked by `assigner: {type: ...}` and `loss: {type: ...}` sub-configs, whose
+other keys are checked against the registered class's signature (engine/recipe.py).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from detforge.data import AugmentConfig
 from detforge.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# The flat keys of the first release → (sub-config, key). They still work, with one notice.
+DEPRECATED_KEYS: dict[str, tuple[str, str]] = {
+    "box": ("loss", "box"),
+    "dfl": ("loss", "dfl"),
+    "cls": ("loss", "cls"),
+    "obj": ("loss", "obj"),
+    "class_weights": ("loss", "class_weights"),
+    "tal_topk": ("assigner", "topk"),
+    "tal_alpha": ("assigner", "alpha"),
+    "tal_beta": ("assigner", "beta"),
+}
+_noticed: set[str] = set()  # deprecated keys already reported in this process
+
+
+class PartSpec(BaseModel):
+    """A registered training part: `type` names it (None: the model's recipe or the default), every
+    other key is a keyword argument of its class."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str | None = None
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The keys as given: `type` only when set."""
+        return ({"type": self.type} if self.type is not None else {}) | self.kwargs
 
 
 class TrainConfig(BaseModel):
@@ -47,14 +81,8 @@ class TrainConfig(BaseModel):
     ema_decay: float = 0.9999
     ema_tau: float = 2000.0
 
-    box: float = 7.5
-    dfl: float = 1.5
-    cls: float = 0.5
-    obj: float = 1.0
-    class_weights: list[float] | None = None
-    tal_topk: int = 10
-    tal_alpha: float = 0.5
-    tal_beta: float = 6.0
+    assigner: PartSpec = PartSpec()        # {type: tal, topk: 10, alpha: 0.5, beta: 6.0} unless the model's recipe says
+    loss: PartSpec = PartSpec()            # {type: yolov8, box: 7.5, cls: 0.5, dfl: 1.5, obj: 1.0} likewise
     max_nonfinite: int = Field(10, ge=1)   # consecutive non-finite losses before the run stops
 
     augment: AugmentConfig = AugmentConfig()
@@ -71,18 +99,55 @@ class TrainConfig(BaseModel):
     channels_last: bool = False
     sync_bn: bool = False
     plots: bool = True
+    logger: Literal["none", "tensorboard"] = "none"  # experiment tracker fed through the callbacks
+
+    @model_validator(mode="before")
+    @classmethod
+    def _map_deprecated(cls, data: Any) -> Any:
+        return map_deprecated_keys(data) if isinstance(data, dict) else data
+
+
+def map_deprecated_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """Move the flat `box`/`tal_topk`/... keys into `loss:`/`assigner:`; a key given both ways is an error."""
+    flat = [key for key in values if key in DEPRECATED_KEYS]
+    if not flat:
+        return values
+    values = dict(values)
+    for key in flat:
+        section, name = DEPRECATED_KEYS[key]
+        part = values.get(section)
+        part = dict(part.as_dict() if isinstance(part, PartSpec) else part or {})
+        if name in part:
+            raise ConfigError(f"{key} and {section}.{name} are both set; keep only {section}.{name}")
+        part[name] = values.pop(key)
+        values[section] = part
+    new = [key for key in flat if key not in _noticed]
+    if new:
+        _noticed.update(new)
+        log.warning("training settings %s are deprecated; use %s", ", ".join(new),
+                    ", ".join(".".join(DEPRECATED_KEYS[key]) for key in new))
+    return values
 
 
 def make_train_config(values: dict[str, Any], source: str = "arguments") -> TrainConfig:
     """Validate training settings; one-line ConfigError naming the offending key."""
     try:
-        return TrainConfig.model_validate(values)
+        config = TrainConfig.model_validate(values)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(map(str, first["loc"]))
         if first["type"] == "extra_forbidden":
             raise ConfigError(f"{source}: {key}: unknown training setting; see `detforge train --help`") from None
         raise ConfigError(f"{source}: {key}: {first['msg'].lower()} (got {first.get('input')!r})") from None
+    from detforge.engine.recipe import check_part  # the parts' registries sit above this module
+
+    for kind in ("assigner", "loss"):
+        part = getattr(config, kind)
+        if part.type is not None:  # without a type the model's recipe decides; checked when it is known
+            check_part(kind, part.as_dict(), source)
+    return config
 
 
 def load_train_yaml(path: str | Path) -> dict[str, Any]:

@@ -1,10 +1,14 @@
-"""The training loop: data → model → TAL loss → optimizer, with EMA, warmup, validation,
-atomic checkpoints, exact resume, early stopping and DDP.
+"""The training loop: data → model → loss (assigner + terms) → optimizer, with EMA, warmup,
+validation, atomic checkpoints, exact resume, early stopping and DDP.
 
 Everything a run produces goes to its folder (`runs/train/NAME/`): weights/best.safetensors
 and weights/last.safetensors (EMA weights, loadable with `detforge.load`),
 weights/last_state.safetensors (everything needed to resume), results.csv and plots,
 a mosaic of the first training batch, and the resolved configs.
+
+Set-up is a few override points a subclass replaces one at a time — `build_model`,
+`build_loaders`, `build_assigner`, `build_loss`, `build_optimizer`, `build_callbacks` — and what a
+run reports goes through callbacks (engine/callbacks.py), never through edits to the loop.
 """
 
 from __future__ import annotations
@@ -26,21 +30,21 @@ import detforge
 from detforge.config import parse_override, set_by_path, validate_config
 from detforge.data import build_dataloader, load_dataset_spec
 from detforge.device import select_device
-from detforge.engine import distributed
+from detforge.engine import distributed, recipe
+from detforge.engine.callbacks import Callback, Callbacks, FunctionCallback, ResultsCsv, TrainingPlots
 from detforge.engine.checkpoint import load_train_state, restore_train_state, save_train_state
 from detforge.engine.ema import ModelEMA, unwrap
 from detforge.engine.finetune import freeze, transfer_weights
+from detforge.engine.guard import NonFiniteGuard
 from detforge.engine.lr import WarmupSchedule
 from detforge.engine.optim import build_optimizer, resolve_auto
-from detforge.engine.results import ResultsLog, plot_results
-from detforge.engine.threads import ThreadTuner
+from detforge.engine.threads import ThreadTuner, threads_restored
 from detforge.engine.train_config import TrainConfig, make_train_config
 from detforge.engine.validate import images_to_float, run_validation
 from detforge.errors import RunFinishedError
-from detforge.infer.annotate import plot_batch
+from detforge.eval import EvalResult
 from detforge.io.convert import load_detector
 from detforge.io.weights import save_weights, write_atomic
-from detforge.losses import DetectionLoss, NonFiniteGuard
 from detforge.models.provenance import (
     read_training_settings,
     training_settings,
@@ -72,15 +76,20 @@ class TrainResult:
     best_fitness: float
     metrics: dict = field(default_factory=dict)
     losses: list[float] = field(default_factory=list)  # mean total loss per epoch (for determinism checks)
+    evaluation: EvalResult | None = None  # final validation of the best weights (main process)
 
 
 class Trainer:
-    """`Trainer(config).train()`; `Trainer.resume(run_dir).train()` continues a stopped run."""
+    """`Trainer(config).train()`; `Trainer.resume(run_dir).train()` continues a stopped run.
+
+    callbacks: extra `Callback`s (or use `add_callback`), called after the built-in ones.
+    """
 
     def __init__(self, config: TrainConfig, run_dir: Path | None = None, resume_state: tuple | None = None,
-                 initial_model: nn.Module | None = None):
+                 initial_model: nn.Module | None = None, callbacks: list[Callback] | None = None):
         self.config = config
         self.initial_model = initial_model  # train this model's architecture from its weights
+        self.user_callbacks: list[Callback] = list(callbacks or [])
         self.device = select_device(config.device)
         self.rank, self.world = distributed.setup(self.device)
         self.main = self.rank == 0
@@ -92,17 +101,24 @@ class Trainer:
         self.weights_dir = self.run_dir / "weights"
 
     @classmethod
-    def resume(cls, run_dir: str | Path) -> Trainer:
+    def resume(cls, run_dir: str | Path, callbacks: list[Callback] | None = None) -> Trainer:
         run_dir = Path(run_dir)
         state = load_train_state(run_dir / "weights" / "last_state.safetensors")
         info = state[1]["info"]
         config = make_train_config(info["train_config"], str(run_dir))
         check_unfinished(run_dir, info, config)
-        return cls(config, run_dir, state)
+        return cls(config, run_dir, state, callbacks=callbacks)
 
-    # ----------------------------------------------------------------- setup
-    def _build_model(self, names: list[str]) -> nn.Module:
-        """A fresh model for the dataset's classes; from a weights file, its architecture and weights."""
+    def add_callback(self, callback: Callback | str, fn=None) -> None:
+        """`add_callback(MyCallback())` or `add_callback("on_fit_epoch_end", fn)`; call before `train()`."""
+        self.user_callbacks.append(FunctionCallback(callback, fn) if isinstance(callback, str) else callback)
+
+    # ----------------------------------------------------------------- override points
+    def build_model(self, names: list[str]) -> nn.Module:
+        """A fresh model for the dataset's classes; from a weights file, its architecture and weights.
+
+        Returns the plain Detector (not yet on the device, not DDP-wrapped).
+        """
         c = self.config
         if self.initial_model is not None or Path(c.model).suffix in (".safetensors", ".pt"):
             source = self.initial_model or load_detector(c.model)
@@ -122,12 +138,71 @@ class Trainer:
         freeze(model, c.freeze)
         return model
 
+    def resolve_config(self, model: nn.Module) -> TrainConfig:
+        """The settings with the model's own recipe (`train:` in its YAML) under the user's ones."""
+        model_config = getattr(model, "config", None)
+        train_recipe = getattr(model_config, "train", None)
+        source = getattr(model_config, "source", None) or str(self.config.model)
+        return recipe.resolve_recipe(self.config, train_recipe, source)
+
+    def build_loaders(self) -> tuple:
+        """(train loader, val loader); the val loader only on the main process (None elsewhere)."""
+        c = self.config
+        train_loader = build_dataloader(self.spec, split="train", imgsz=c.imgsz, batch_size=c.batch,
+                                        augment=True, hyp=c.augment, workers=c.workers, shuffle=True,
+                                        seed=c.seed, distributed=self.world > 1)
+        val_loader = build_dataloader(self.spec, split="val", imgsz=c.imgsz, batch_size=c.batch * 2,
+                                      augment=False, workers=c.workers, shuffle=False, rect=True,
+                                      seed=c.seed) if self.main else None
+        return train_loader, val_loader
+
+    def build_assigner(self) -> nn.Module:
+        """`ASSIGNERS.get(assigner.type)(**assigner keys)`."""
+        return recipe.build_assigner(self.config.assigner.as_dict())
+
+    def build_loss(self, model: nn.Module) -> nn.Module:
+        """`LOSSES.get(loss.type)(model=model, assigner=build_assigner(), **loss keys)`, on the device.
+
+        The loss is called `loss(output, boxes, cls, batch_idx) -> (total, {term: detached tensor})`.
+        """
+        return recipe.build_loss(self.config.loss.as_dict(), model, self.build_assigner()).to(self.device)
+
+    def build_optimizer(self, model: nn.Module) -> tuple[torch.optim.Optimizer, WarmupSchedule]:
+        """The optimizer (weight decay scaled to the effective batch) and its warmup/decay schedule."""
+        c = self.config
+        iterations = math.ceil(len(self.train_loader.dataset) / max(c.batch * self.world, 1) / self.accumulate) \
+            * c.epochs
+        name, lr0, momentum, bias_lr = resolve_auto(c.optimizer, c.lr0, c.momentum, c.warmup_bias_lr,
+                                                    model.head.num_classes, iterations)
+        weight_decay = c.weight_decay * c.batch * self.world * self.accumulate / c.nbs
+        optimizer = build_optimizer(model, name, lr0, momentum, weight_decay)
+        batches = len(self.train_loader)
+        schedule = WarmupSchedule(optimizer, lr0, c.epochs, c.lrf, c.cos_lr,
+                                  max(round(c.warmup_epochs * batches), 100) if c.warmup_epochs > 0 else 0,
+                                  bias_lr, c.warmup_momentum, momentum)
+        return optimizer, schedule
+
+    def build_callbacks(self) -> Callbacks:
+        """results.csv, plots (`plots`), the tracker (`logger`), then the user's callbacks."""
+        c = self.config
+        callbacks: list[Callback] = [ResultsCsv()]
+        if c.plots:
+            callbacks.append(TrainingPlots())
+        if c.logger == "tensorboard":
+            from detforge.engine.tensorboard import TensorBoardLogger
+
+            callbacks.append(TensorBoardLogger())
+        return Callbacks(callbacks + self.user_callbacks)
+
+    # ----------------------------------------------------------------- setup
     def _setup(self) -> None:
         c = self.config
         seed_everything(c.seed + self.rank, c.deterministic)
         self.spec = load_dataset_spec(c.data)
         self.names = list(self.spec.names)
-        model = self._build_model(self.names).to(self.device)
+        model = self.build_model(self.names)
+        self.config = c = self.resolve_config(model)
+        model = model.to(self.device)
         if c.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if c.sync_bn and self.world > 1:
@@ -136,37 +211,21 @@ class Trainer:
             elif self.main:
                 log.warning("sync_bn: SyncBatchNorm needs CUDA; each process keeps its own BatchNorm on CPU")
         self.model = model
-        self.train_loader = build_dataloader(self.spec, split="train", imgsz=c.imgsz, batch_size=c.batch,
-                                             augment=True, hyp=c.augment, workers=c.workers, shuffle=True,
-                                             seed=c.seed, distributed=self.world > 1)
-        self.val_loader = build_dataloader(self.spec, split="val", imgsz=c.imgsz, batch_size=c.batch * 2,
-                                           augment=False, workers=c.workers, shuffle=False, rect=True,
-                                           seed=c.seed) if self.main else None
-        head = model.head
-        self.loss_fn = DetectionLoss(head.num_classes, head.reg_max, c.box, c.dfl, c.cls, c.obj, c.class_weights,
-                                     assigner=_assigner(c))
+        self.train_loader, self.val_loader = self.build_loaders()
+        self.loss_fn = self.build_loss(model)
         self.accumulate = max(round(c.nbs / (c.batch * self.world)), 1)
-        iterations = math.ceil(len(self.train_loader.dataset) / max(c.batch * self.world, 1) / self.accumulate) \
-            * c.epochs
-        name, lr0, momentum, bias_lr = resolve_auto(c.optimizer, c.lr0, c.momentum, c.warmup_bias_lr,
-                                                    head.num_classes, iterations)
-        weight_decay = c.weight_decay * c.batch * self.world * self.accumulate / c.nbs
-        self.optimizer = build_optimizer(model, name, lr0, momentum, weight_decay)
-        batches = len(self.train_loader)
-        self.schedule = WarmupSchedule(self.optimizer, lr0, c.epochs, c.lrf, c.cos_lr,
-                                       max(round(c.warmup_epochs * batches), 100) if c.warmup_epochs > 0 else 0,
-                                       bias_lr, c.warmup_momentum, momentum)
+        self.optimizer, self.schedule = self.build_optimizer(model)
         self.ema = ModelEMA(model, c.ema_decay, c.ema_tau)
         self.amp_dtype = torch.bfloat16 if c.amp_dtype == "bf16" else torch.float16
         self.use_amp = c.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
-        self.guard = NonFiniteGuard(c.max_nonfinite)
+        self.guard = NonFiniteGuard(c.max_nonfinite)  # policy: skip non-finite steps, stop when they persist
         self.threads = ThreadTuner.for_training(self.device, c.deterministic)
+        self.callbacks = self.build_callbacks() if self.main else Callbacks()
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.start_epoch, self.best_fitness, self.epochs_without_gain = 0, -1.0, 0
-        self.results = ResultsLog(self.run_dir / "results.csv")
         self.loss_history: list[float] = []
         if self.resume_state is not None:
             info = restore_train_state(*self.resume_state, model=unwrap(self.model), ema=self.ema,
@@ -178,7 +237,6 @@ class Trainer:
             if self.main:
                 for stale in self.weights_dir.glob(".*.tmp"):  # temp files of a write the kill interrupted
                     stale.unlink()
-                self.results.truncate_after(self.start_epoch)
                 log.info("resuming %s from epoch %d/%d", self.run_dir, self.start_epoch + 1, c.epochs)
 
     def _write_run_files(self) -> None:
@@ -206,6 +264,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- loop
     def train(self) -> TrainResult:
+        with threads_restored():  # the tuner changes torch's thread count; the caller gets theirs back
+            return self._train()
+
+    def _train(self) -> TrainResult:
         self._setup()
         c = self.config
         if self.main:
@@ -213,6 +275,7 @@ class Trainer:
             log.info("training %s on %s (%d train images, %d classes) for %d epochs on %s, results in %s",
                      unwrap(self.model).config.name, c.data, len(self.train_loader.dataset), len(self.names),
                      c.epochs, self.device, self.run_dir)
+        self.callbacks.fire("on_run_start", self)
         metrics: dict = {}
         epoch = self.start_epoch - 1
         for epoch in range(self.start_epoch, c.epochs):
@@ -266,6 +329,7 @@ class Trainer:
                 shown = {k: f"{v / (i + 1):.3f}" for k, v in sums.items()}
                 shown["img/s"] = f"{seen * self.world / (time.perf_counter() - start):.1f}"
                 bar.set_postfix(shown, refresh=False)
+            self.callbacks.fire("on_train_batch_end", self, epoch, i, batch)
         bar.close()
         means = {k: v / max(batches, 1) for k, v in sums.items()}
         averaged = distributed.mean_across_ranks(torch.tensor(list(means.values()), dtype=torch.float64))
@@ -275,6 +339,7 @@ class Trainer:
             log.info("epoch %d/%d  %s  %.1f img/s  %.0f s", epoch + 1, c.epochs,
                      "  ".join(f"{k} {v:.4f}" for k, v in means.items() if k != "images_per_s"),
                      means["images_per_s"], time.perf_counter() - start)
+        self.callbacks.fire("on_train_epoch_end", self, epoch, means)
         return means
 
     def _optimizer_step(self) -> None:
@@ -317,35 +382,28 @@ class Trainer:
                 row[f"val/{key}"] = float(metrics.get(f"val/{key}", float("nan")))
         row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(self.optimizer.param_groups)})
         row["images_per_s"] = losses["images_per_s"]
-        self.results.append(row)
-        if epoch == self.start_epoch and self.config.plots:
-            self._plot_first_batch()
+        self.callbacks.fire("on_fit_epoch_end", self, epoch, row)  # results.csv, first-batch plot, trackers
         save_weights(self.ema.ema, self.weights_dir / "last.safetensors", self._weights_meta(epoch))
         info = {"epoch": epoch, "best_fitness": self.best_fitness, "epochs_without_gain": self.epochs_without_gain,
                 "loss_history": self.loss_history, "train_config": self.config.model_dump(mode="json")}
-        save_train_state(self.weights_dir / "last_state.safetensors", model=unwrap(self.model), ema=self.ema,
-                         optimizer=self.optimizer, scaler=self.scaler, info=info)
-
-    def _plot_first_batch(self) -> None:
-        batch = next(iter(self.train_loader))
-        plot_batch(batch["img"].numpy(), batch["boxes"].numpy(), batch["cls"].numpy(), batch["batch_idx"].numpy(),
-                   self.names, self.run_dir / "train_batch0.png")
+        state = self.weights_dir / "last_state.safetensors"
+        save_train_state(state, model=unwrap(self.model), ema=self.ema, optimizer=self.optimizer,
+                         scaler=self.scaler, info=info)
+        self.callbacks.fire("on_checkpoint_saved", self, epoch, state)
 
     def _should_stop(self) -> bool:
         return bool(self.config.patience) and self.epochs_without_gain >= self.config.patience
 
     def _finish(self, result: TrainResult) -> None:
-        """Final validation of the best weights with plots, and the closing summary."""
-        if self.config.plots:
-            plot_results(self.results, self.run_dir / "results.png")
+        """Final validation of the best weights, the closing summary, then the callbacks' run end (plots)."""
         if result.best.exists():
             best = detforge.load(result.best).to(self.device)
             final = run_validation(best, self.val_loader, self.names, self.device, self.config.val_conf,
                              self.config.val_iou, self.config.max_det)
-            if self.config.plots:
-                final.save_plots(self.run_dir)
+            result.evaluation = final
             result.metrics = final.summary()
             log.info("\n%s", final.per_class_table())
+        self.callbacks.fire("on_run_end", self, result)
 
 
 def check_unfinished(run_dir: Path, info: dict, config: TrainConfig) -> None:
@@ -370,12 +428,6 @@ def set_epoch(loader, epoch: int) -> None:
             owner.set_epoch(epoch)
 
 
-def _assigner(c: TrainConfig):
-    from detforge.assign import TaskAlignedAssigner
-
-    return TaskAlignedAssigner(topk=c.tal_topk, alpha=c.tal_alpha, beta=c.tal_beta)
-
-
 def defaults_from_weights(settings: dict, stored: dict) -> dict:
     """`settings` with `imgsz` and `data` taken from the training settings of the weights being trained
     (`stored`) where not given: fine-tuning a 256-px model goes on at 256 px unless told otherwise."""
@@ -387,17 +439,20 @@ def defaults_from_weights(settings: dict, stored: dict) -> dict:
     return settings
 
 
-def train(**settings) -> TrainResult:
-    """Python entry point: `detforge.train(model="yolov8n", data="data.yaml", epochs=10)`."""
+def train(callbacks: list[Callback] | None = None, **settings) -> TrainResult:
+    """Python entry point: `detforge.train(model="yolov8n", data="data.yaml", epochs=10)`.
+
+    callbacks: `detforge.Callback` objects that see the run's events (see engine/callbacks.py).
+    """
     settings = defaults_from_weights(settings, read_training_settings(settings.get("model", "")))
-    return Trainer(make_train_config(settings)).train()
+    return Trainer(make_train_config(settings), callbacks=callbacks).train()
 
 
-def train_model(model: nn.Module, **settings) -> TrainResult:
+def train_model(model: nn.Module, callbacks: list[Callback] | None = None, **settings) -> TrainResult:
     """Train an in-memory detector (`model.train(data=...)`); its best weights are loaded back into it."""
     settings = defaults_from_weights(settings, training_settings(model))
     settings.setdefault("model", weights_source(model) or (model.config.name if model.config is not None else "model"))
-    result = Trainer(make_train_config(settings), initial_model=model).train()
+    result = Trainer(make_train_config(settings), initial_model=model, callbacks=callbacks).train()
     if result.best.exists():
         trained = detforge.load(result.best)
         if trained.num_classes == model.num_classes:

@@ -50,13 +50,24 @@ def _finish(ax, xlabel: str, ylabel: str, title: str) -> None:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
 
 
+def figure_rgb(fig: Figure) -> np.ndarray:
+    """A figure rendered to an RGB uint8 `[H, W, 3]` array (for trackers such as TensorBoard)."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
 def plot_pr_curves(
     recall: np.ndarray, precision: np.ndarray, ap50: np.ndarray, names: Sequence[str], path: str | Path
 ) -> Path:
-    """Precision-recall at IoU 0.5, per class and the mean over classes.
+    """Precision-recall at IoU 0.5, per class and the mean over classes, saved as a PNG.
 
     recall: [R]; precision: [C, R] (nan rows = class without ground truth); ap50: [C].
     """
+    return save_figure(pr_curve_figure(recall, precision, ap50, names), path)
+
+
+def pr_curve_figure(recall: np.ndarray, precision: np.ndarray, ap50: np.ndarray, names: Sequence[str]) -> Figure:
+    """The figure `plot_pr_curves` saves."""
     fig = new_figure()
     ax = fig.add_subplot()
     labels = [f"{n} {ap:.3f}" for n, ap in zip(names, ap50)]
@@ -66,7 +77,7 @@ def plot_pr_curves(
         mean_ap = float(np.nanmean(ap50[valid]))
         ax.plot(recall, precision[valid].mean(0), linewidth=3, color="blue", label=f"all classes {mean_ap:.3f} mAP@0.5")
     _finish(ax, "Recall", "Precision", "Precision-Recall curve (IoU 0.5)")
-    return save_figure(fig, path)
+    return fig
 
 
 def plot_f1_curve(confidence: np.ndarray, f1: np.ndarray, names: Sequence[str], path: str | Path) -> Path:

@@ -54,6 +54,12 @@ def save_rgb(image: np.ndarray, path: str | Path) -> Path:
 def plot_batch(images: np.ndarray, boxes: np.ndarray, classes: np.ndarray, batch_idx: np.ndarray,
                names: Sequence[str], path: str | Path, max_images: int = 16) -> Path:
     """Tile up to 16 images `[B, 3, H, W]` uint8 with their labelled boxes into one picture."""
+    return save_rgb(batch_mosaic(images, boxes, classes, batch_idx, names, max_images), path)
+
+
+def batch_mosaic(images: np.ndarray, boxes: np.ndarray, classes: np.ndarray, batch_idx: np.ndarray,
+                 names: Sequence[str], max_images: int = 16) -> np.ndarray:
+    """The picture `plot_batch` saves, as an RGB uint8 `[H, W, 3]` array (for trackers)."""
     count = min(len(images), max_images)
     cols = math.ceil(math.sqrt(count))
     rows = math.ceil(count / cols)
@@ -64,4 +70,4 @@ def plot_batch(images: np.ndarray, boxes: np.ndarray, classes: np.ndarray, batch
         tile = draw_boxes(images[i].transpose(1, 2, 0), boxes[mask], classes[mask], names, line_width=1)
         r, c = divmod(i, cols)
         canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = tile
-    return save_rgb(canvas, path)
+    return canvas

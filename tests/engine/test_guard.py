@@ -5,8 +5,8 @@ import logging
 import pytest
 import torch
 
+from detforge.engine.guard import NonFiniteGuard
 from detforge.errors import DetforgeError, TrainingDivergedError
-from detforge.losses import NonFiniteGuard
 
 
 def test_finite_loss_passes():
@@ -18,7 +18,7 @@ def test_finite_loss_passes():
 
 def test_non_finite_loss_is_skipped_and_logged(caplog):
     guard = NonFiniteGuard(max_consecutive=3)
-    with caplog.at_level(logging.WARNING, logger="detforge.losses.guard"):
+    with caplog.at_level(logging.WARNING, logger="detforge.engine.guard"):
         assert (
             guard.check(torch.tensor(float("nan")), {"box": torch.tensor(float("nan")), "cls": 1.0}) is False
         )

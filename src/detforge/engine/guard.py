@@ -1,4 +1,6 @@
-"""Skip training steps whose loss is NaN/inf, and stop the run when that keeps happening.
+"""Trainer policy: skip training steps whose loss is NaN/inf, and stop the run when that keeps happening.
+
+A policy of the training loop rather than a loss: it works whatever loss the config picks.
 
 One bad batch (an fp16 overflow, a degenerate label) should not poison the weights: the trainer
 asks `check(loss)` before `backward()` and skips the step on False. A loss that stays non-finite
