@@ -23,7 +23,7 @@ def weights(tmp_path_factory):
 @pytest.mark.parametrize("argv,message", [
     (["--format", "tflite"], "unknown export format 'tflite'"),
     (["--int8"], "--int8 needs calibration images: pass --data"),
-    (["--nms", "--opset", "10"], "--nms needs opset 11 or newer"),
+    (["--nms", "--opset", "10"], "--nms needs opset 12 or newer"),
     (["--opset", "3"], "--opset 3 is not supported here"),
     (["--imgsz", "1", "2", "3"], "--imgsz takes one size or HEIGHT WIDTH"),
 ])

@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--calib-images", type=int, default=64, help="with --int8: calibration images (default 64)")
     parser.add_argument("--keep-fp32", choices=("head", "none"), default="head",
                         help="with --int8: keep the heads' last convs and the decode in float32 (default head)")
+    parser.add_argument("--no-check", action="store_true",
+                        help="with --int8: skip scoring float vs INT8 on the dataset's val split")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the newest supported here)")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim simplification")
     parser.set_defaults(run=run)
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
                   nms=args.nms, half=args.half, int8=args.int8, data=args.data, opset=args.opset,
                   simplify=not args.no_simplify, conf=args.conf, iou=args.iou, max_det=args.max_det,
                   agnostic=args.agnostic_nms, calibration_images=args.calib_images, keep_fp32=args.keep_fp32,
+                  check=not args.no_check,
                   source=str(args.weights), weights=args.weights)
     print(f"exported {path}")
     return 0

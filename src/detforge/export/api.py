@@ -23,7 +23,7 @@ def export(model, format: str = "onnx", output: str | Path | None = None, imgsz:
            batch: int = 1, dynamic: bool = False, nms: bool = False, half: bool = False, int8: bool = False,
            data: str | Path | None = None, opset: int | None = None, simplify: bool = True,
            conf: float = 0.25, iou: float = 0.7, max_det: int = 300, agnostic: bool = False,
-           calibration_images: int = 64, keep_fp32: str = "head", source: str = "model",
+           calibration_images: int = 64, keep_fp32: str = "head", check: bool = True, source: str = "model",
            weights: str | Path | None = None) -> Path:
     """Export the deployed `model` (copied; the caller's model is untouched) and return the written path.
 
@@ -32,6 +32,7 @@ def export(model, format: str = "onnx", output: str | Path | None = None, imgsz:
     half: float16 weights. int8: post-training static quantization with `calibration_images`
     images from `data`'s train split (ONNX: QDQ; OpenVINO: the QDQ graph compiled to INT8);
     keep_fp32: "head" keeps the heads' last convs and the decode float32, "none" quantizes all.
+    check: with int8, score float and INT8 on `data`'s val split and warn on a drop > 1 point mAP50-95.
     """
     fmt = str(format).lower()
     if fmt not in FORMATS:
@@ -55,7 +56,7 @@ def export(model, format: str = "onnx", output: str | Path | None = None, imgsz:
         from detforge.export.quantize import export_int8
 
         return export_int8(model, path, fmt, data, calibration_images=calibration_images, keep_fp32=keep_fp32,
-                           **onnx_settings)
+                           check=check, **onnx_settings)
     if fmt == "openvino":
         from detforge.export.openvino import export_openvino
 

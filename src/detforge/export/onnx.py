@@ -31,8 +31,8 @@ from detforge.export.graph import ExportGraph
 logger = logging.getLogger(__name__)
 
 PREFERRED_OPSET = 19  # newest opset the runtimes used here (onnxruntime, OpenVINO) are tested with
-MIN_OPSET = 11  # Resize/Range/dynamic shapes as traced; --nms needs it too (NonMaxSuppression ≥ 10, Pad inputs ≥ 11)
-NMS_MIN_OPSET = 11
+MIN_OPSET = 11  # Resize / Range / dynamic shapes as traced
+NMS_MIN_OPSET = 12  # NonMaxSuppression (10), TopK with a k input (10), Pad with a pads input (11), int64 Min (12)
 INPUT_NAME = "images"
 METADATA_FORMAT = "detforge"
 
@@ -55,7 +55,7 @@ def choose_opset(requested: int | None, nms: bool = False) -> int:
         return min(PREFERRED_OPSET, highest)
     if nms and requested < NMS_MIN_OPSET:
         raise ExportError(
-            f"--nms needs opset {NMS_MIN_OPSET} or newer (NonMaxSuppression with dynamic padding); "
+            f"--nms needs opset {NMS_MIN_OPSET} or newer (NonMaxSuppression with per-image padding); "
             f"got --opset {requested}: raise it or drop --opset"
         )
     if not MIN_OPSET <= requested <= highest:
