@@ -29,6 +29,7 @@ class MPDown(nn.Module):
         self.pool_conv = ConvBNAct(c_in, half, 1, act=act)
         self.reduce = ConvBNAct(c_in, hidden or half, 1, act=act)
         self.down = ConvBNAct(hidden or half, half, 3, 2, act=act)
+        self.kind = "mp"  # or "downc" (set by `downsample`): how the reference lays out its weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat((self.down(self.reduce(x)), self.pool_conv(self.pool(x))), dim=1)
@@ -51,7 +52,9 @@ def downsample(kind: DownKind, c_in: int, c_out: int, act: bool | str = True) ->
     if kind == "mp":
         return MPDown(c_in, c_out, act=act)
     if kind == "downc":
-        return MPDown(c_in, c_out, hidden=c_in, act=act)
+        block = MPDown(c_in, c_out, hidden=c_in, act=act)
+        block.kind = "downc"
+        return block
     if kind == "maxpool":
         if c_in != c_out:
             raise ValueError(f"a maxpool down-sampler keeps the channels ({c_in}), it cannot give {c_out}")
