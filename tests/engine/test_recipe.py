@@ -1,5 +1,6 @@
 """Assigners and losses chosen by config: sub-configs, the flat keys' deprecation, model recipes."""
 
+import argparse
 import logging
 
 import pytest
@@ -7,12 +8,15 @@ import yaml
 
 import detforge
 from detforge.assign import TaskAlignedAssigner
+from detforge.commands.train import settings_from_args
+from detforge.config import packaged_configs
 from detforge.engine import train_config
 from detforge.engine.recipe import resolve_recipe
 from detforge.engine.train_config import load_train_yaml, make_train_config
 from detforge.engine.trainer import Trainer
 from detforge.errors import ConfigError
 from detforge.losses import DetectionLoss
+from detforge.registry import ASSIGNERS, LOSSES
 
 
 @detforge.register_assigner("test_counting")
@@ -114,3 +118,21 @@ def test_trainer_takes_the_recipe_from_the_model_yaml(settings, tiny_model, tmp_
     assert config.loss.as_dict() == {"type": "yolov8", "cls": 0.7}
     loss = trainer.__class__(config).build_loss(model)
     assert isinstance(loss, DetectionLoss) and loss.cls_gain == 0.7 and loss.num_classes == 2
+
+
+@pytest.mark.parametrize("name", sorted(packaged_configs()))
+def test_every_packaged_recipe_resolves(name):
+    """A packaged model's `train:` block (if any) names registered parts with keys they accept."""
+    path = packaged_configs()[name]
+    recipe = (yaml.safe_load(path.read_text()) or {}).get("train")
+    config = resolve_recipe(make_train_config({}), recipe, str(path))
+    assert config.loss.type in LOSSES and config.assigner.type in ASSIGNERS
+
+
+def test_cli_set_reaches_the_sub_configs():
+    args = argparse.Namespace(cfg=None, overrides=["loss.cls=1.0", "assigner.topk=13", "box=5", "head.reg_max=8"])
+    settings = settings_from_args(args)
+    assert settings["loss"] == {"cls": 1.0} and settings["assigner"] == {"topk": 13}
+    assert settings["overrides"] == ["head.reg_max=8"]
+    config = make_train_config(settings)
+    assert config.loss.as_dict() == {"cls": 1.0, "box": 5}

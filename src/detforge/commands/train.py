@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a detector",
         description="Train a detector. Writes best/last weights (safetensors), results.csv, plots and the "
         "resolved config to runs/train/NAME. Every training setting can be given in a YAML file (--cfg) or "
-        "with --set KEY=VALUE (e.g. --set lr0=0.02 --set augment.mosaic=0.5 --set head.reg_max=8).",
+        "with --set KEY=VALUE (e.g. --set lr0=0.02 --set augment.mosaic=0.5 --set loss.cls=1.0 --set assigner.topk=13 "
+        "--set logger=tensorboard --set head.reg_max=8).",
     )
     p.add_argument("--model", help="packaged name (yolov8n, yolov8s-p2, ...), model YAML, or weights to fine-tune")
     p.add_argument("--data", help="data.yaml (YOLO), COCO json, or VOC folder")
