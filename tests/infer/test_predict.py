@@ -362,3 +362,13 @@ def test_cli_missing_weights_or_source_fail_with_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "missing" in err and "\n" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_predictor_deploys_its_copy_without_training_parts():
+    """The predictor runs `deploy()` on its private copy: auxiliary heads gone there, kept on the user's model."""
+    model = detforge.create_model("yolov8n", num_classes=2).eval()
+    model.aux = nn.Conv2d(3, 3, 1)
+    predictor = Predictor(model, imgsz=64)
+    assert predictor.model.aux is None and isinstance(model.aux, nn.Conv2d)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in predictor.model.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
