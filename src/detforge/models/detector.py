@@ -95,7 +95,8 @@ class Detector(nn.Module):
         return val(self, data, **settings)
 
     def predict(self, source, **settings):
-        """Predict images, folders, globs or videos; see `detforge.Predictor`."""
+        """Predict images, folders, globs or videos; see `detforge.Predictor`. With `save_dir=...` the
+        results are also saved there as `detforge predict` saves them (`save_txt`, `save_json`, ...)."""
         from detforge.infer.predictor import predict
 
         return predict(self, source, **settings)
