@@ -11,8 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
         help="show a model's parts, parameters, GFLOPs and output shapes",
-        description="Print a per-part table (backbone, neck, each head branch): parameters, GFLOPs and "
-        "output shapes for one image of --imgsz pixels, and the totals.",
+        description="Print a per-part table (backbone, neck, each head branch, auxiliary heads): parameters, "
+        "GFLOPs and output shapes for one image of --imgsz pixels, and the totals; --deploy for the fused model.",
     )
     parser.add_argument("model", help="packaged name (e.g. yolov8n, yolov8s-p2), a model YAML, or a .safetensors file")
     parser.add_argument("--imgsz", type=int, default=640, help="square input size for FLOPs (default 640)")
@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set head.reg_max=8 (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the table as one JSON object")
+    parser.add_argument("--deploy", action="store_true",
+                        help="report the deployed model (fused: BatchNorm, RepConv and implicit knowledge folded; "
+                        "training-only auxiliary heads removed)")
     parser.set_defaults(run=run)
 
 
@@ -33,6 +36,9 @@ def load_model(spec: str, num_classes: int | None = None, overrides: list[str] |
 
 
 def run(args: argparse.Namespace) -> int:
-    info = load_model(args.model, args.num_classes, args.overrides).info(args.imgsz)
+    model = load_model(args.model, args.num_classes, args.overrides)
+    if args.deploy:
+        model.deploy(target="export")  # plain modules, so that every conv is counted
+    info = model.info(args.imgsz)
     print(json.dumps(info.to_dict()) if args.json else info.table())
     return 0

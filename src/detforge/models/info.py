@@ -67,6 +67,8 @@ def part_groups(model: nn.Module) -> dict[str, list[str]]:
     head_children = [name for name, child in model.head.named_children() if any(True for _ in child.parameters())]
     for name in head_children:  # e.g. box_branches, cls_branches, obj_preds, dfl
         groups[f"head.{name}"] = [f"head.{name}"]
+    if getattr(model, "aux", None) is not None:  # auxiliary heads: training only, no inference FLOPs
+        groups["aux (training only)"] = ["aux"]
     return groups
 
 
