@@ -16,8 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a detector",
         description="Train a detector. Writes best/last weights (safetensors), results.csv, plots and the "
         "resolved config to runs/train/NAME. Every training setting can be given in a YAML file (--cfg) or "
-        "with --set KEY=VALUE (e.g. --set lr0=0.02 --set augment.mosaic=0.5 --set loss.cls=1.0 --set assigner.topk=13 "
-        "--set logger=tensorboard --set head.reg_max=8).",
+        "with --set KEY=VALUE (e.g. --set lr0=0.02 --set mosaic=0.5 --set loss.cls=1.0 --set assigner.topk=13 "
+        "--set logger=tensorboard --set head.reg_max=8); --help-settings lists every setting with its default "
+        "and meaning.",
     )
     p.add_argument("--model", help="packaged name (yolov8n, yolov8s-p2, ...), model YAML, or weights to fine-tune")
     p.add_argument("--data", help="data.yaml (YOLO), COCO json, or VOC folder")
@@ -46,7 +47,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="override a training setting or a model config key (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run exactly where it stopped")
     p.add_argument("--devices", type=int, default=1, help="processes for DDP; >1 relaunches under torchrun")
+    p.add_argument("--help-settings", action=HelpSettings, help="list every training setting with its default "
+                   "and meaning, then exit")
     p.set_defaults(run=run)
+
+
+class HelpSettings(argparse.Action):
+    """`--help-settings`: print the settings table and exit, like --help."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from detforge.engine.settings import settings_table
+        from detforge.engine.train_config import TrainConfig
+
+        print(settings_table(TrainConfig))
+        parser.exit()
 
 
 def settings_from_args(args: argparse.Namespace) -> dict:
@@ -60,7 +77,8 @@ def settings_from_args(args: argparse.Namespace) -> dict:
     model_overrides = list(settings.get("overrides", []))
     for text in args.overrides:
         key, value = parse_override(text)
-        if key.startswith(MODEL_SECTIONS):
+        if key.startswith(MODEL_SECTIONS) and not (key == "scale" and not isinstance(value, str)):
+            # (a number for `scale` is the augmentation's zoom range, Ultralytics' `scale`, not a model scale)
             model_overrides.append(text)
         else:
             if "." in key:

@@ -130,7 +130,11 @@ def map_deprecated_keys(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_train_config(values: dict[str, Any], source: str = "arguments") -> TrainConfig:
-    """Validate training settings; one-line ConfigError naming the offending key."""
+    """Validate training settings; one-line ConfigError naming the offending key (with the closest known
+    keys). Flat names of nested settings (`mosaic` for `augment.mosaic`) are accepted where unambiguous."""
+    from detforge.engine.settings import apply_aliases, suggestions
+
+    values = apply_aliases(values, TrainConfig)
     try:
         config = TrainConfig.model_validate(values)
     except ConfigError as err:
@@ -139,7 +143,10 @@ def make_train_config(values: dict[str, Any], source: str = "arguments") -> Trai
         first = err.errors()[0]
         key = ".".join(map(str, first["loc"]))
         if first["type"] == "extra_forbidden":
-            raise ConfigError(f"{source}: {key}: unknown training setting; see `detforge train --help`") from None
+            close = suggestions(key, TrainConfig)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            raise ConfigError(f"{source}: {key}: unknown training setting; {hint}"
+                              "`detforge train --help-settings` lists them all") from None
         raise ConfigError(f"{source}: {key}: {first['msg'].lower()} (got {first.get('input')!r})") from None
     from detforge.engine.recipe import check_part  # the parts' registries sit above this module
 
