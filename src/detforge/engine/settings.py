@@ -45,14 +45,27 @@ MEANINGS = {
     "grad_clip": "gradient-norm clipping",
     "ema_decay": "EMA decay of the weights",
     "ema_tau": "EMA ramp: decay * (1 - exp(-updates / tau))",
-    "box": "box (CIoU) loss gain",
-    "dfl": "distribution focal loss gain",
-    "cls": "classification (BCE) loss gain",
-    "obj": "objectness loss gain (heads with an objectness branch)",
-    "class_weights": "per-class factors on the classification loss (imbalanced data)",
-    "tal_topk": "Task-Aligned Assigner: candidates per object",
-    "tal_alpha": "Task-Aligned Assigner: exponent of the class score",
-    "tal_beta": "Task-Aligned Assigner: exponent of the IoU",
+    "assigner.type": "which assigner picks the positive anchors (registered: {names}); a model's recipe may pick",
+    "assigner.topk": "positive anchors kept per object",
+    "assigner.alpha": "exponent of the class score in the alignment metric",
+    "assigner.beta": "exponent of the IoU in the alignment metric",
+    "assigner.eps": "guards divisions and the inside-box test",
+    "assigner.overlap": "IoU flavour of the alignment metric (ciou as in YOLOv8)",
+    "assigner.min_side": "objects narrower than this (px) are widened for the inside-box test (none: 2nd stride, 0: off)",
+    "loss.type": "which loss trains the model (registered: {names}); a model's recipe may pick",
+    "loss.num_classes": "classes (none: from the model's head)",
+    "loss.reg_max": "DFL bins (none: from the model's head)",
+    "loss.box": "box (CIoU) loss gain",
+    "loss.dfl": "distribution focal loss gain",
+    "loss.cls": "classification (BCE) loss gain",
+    "loss.obj": "objectness loss gain (heads with an objectness branch)",
+    "loss.class_weights": "per-class factors on the classification loss (imbalanced data)",
+    "loss.aux_weight": "weight of the auxiliary head's loss (models with one; 0 = plain loss)",
+    "loss.aux_topk": "auxiliary head: positives per object (coarse labels)",
+    "loss.aux_margin": "auxiliary head: candidates within this many strides of the box",
+    "loss.lead_guided": "auxiliary labels decided by the lead head's predictions",
+    "loss.upper_bound": "cap the auxiliary (coarse) targets below the lead (fine) ones",
+    "logger": "experiment tracker: none or tensorboard",
     "max_nonfinite": "consecutive non-finite losses before the run stops",
     "val_interval": "validate every k epochs (and always after the last)",
     "val_conf": "confidence threshold when validating",
@@ -87,6 +100,7 @@ class Setting:
     key: str        # dotted: `epochs`, `augment.mosaic`
     default: Any
     meaning: str
+    part: bool = False  # a key of a registered part (`assigner:`/`loss:`): depends on the part's type
 
 
 def _section(annotation) -> type[BaseModel] | None:
@@ -99,6 +113,9 @@ def settings(model: type[BaseModel], prefix: str = "") -> list[Setting]:
     for name, field in model.model_fields.items():
         key = prefix + name
         section = _section(field.annotation)
+        if section is not None and "type" in section.model_fields and section.model_config.get("extra") == "allow":
+            out += _part_settings(key)  # `assigner:`/`loss:`: the keys of the default part's class
+            continue
         if section is not None:
             out += settings(section, key + ".")
             continue
@@ -107,9 +124,28 @@ def settings(model: type[BaseModel], prefix: str = "") -> list[Setting]:
     return out
 
 
+def _part_settings(kind: str) -> list[Setting]:
+    """`kind.type` and the keyword arguments (with defaults) of the default registered part of `kind`."""
+    from detforge.engine.recipe import DEFAULT_TYPES, REGISTRIES, _arguments
+
+    if kind not in DEFAULT_TYPES:
+        return [Setting(f"{kind}.type", None, MEANINGS.get(f"{kind}.type", ""), part=True)]
+    registry, type_name = REGISTRIES[kind], DEFAULT_TYPES[kind]
+    names = ", ".join(registry.names())
+    out = [Setting(f"{kind}.type", type_name, MEANINGS.get(f"{kind}.type", "").format(names=names), part=True)]
+    for name, field in _arguments(kind, registry.get(type_name)).model_fields.items():
+        key = f"{kind}.{name}"
+        out.append(Setting(key, field.get_default(), MEANINGS.get(key, f"argument of {kind} {type_name!r}"), part=True))
+    return out
+
+
 def flat_aliases(model: type[BaseModel]) -> dict[str, str]:
-    """Leaf name → dotted key, for nested settings whose leaf name is unique and not a top-level setting."""
-    keys = [s.key for s in settings(model)]
+    """Leaf name → dotted key, for nested settings whose leaf name is unique and not a top-level setting.
+
+    Keys of registered parts (`assigner.topk`, `loss.box`) are left out: what they mean depends on the
+    part's type (and the first release's flat `box`/`tal_*` keys have their own deprecation path)."""
+    every = settings(model)
+    keys = [s.key for s in every if not s.part]
     top = {k for k in keys if "." not in k}
     leaves: dict[str, list[str]] = {}
     for key in keys:
