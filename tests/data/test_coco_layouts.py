@@ -9,7 +9,7 @@ import pytest
 import yaml
 from data_helpers import rect_image, write_yolo, yolo_line
 
-from detforge.data import load_dataset_spec
+from detforge.data import build_dataloader, load_dataset_spec
 from detforge.data.formats import coco
 from detforge.data.scan import load_split
 from detforge.errors import DataError
@@ -35,6 +35,9 @@ def test_year_named_splits_answer_to_train_and_val(tmp_path):
     assert [Path(r.path).name for r in load_split(spec, "train").store] == ["a.jpg"]
     assert [Path(r.path).name for r in load_split(spec, "val").store] == ["b.jpg"]
     assert load_dataset_spec(ann.parent).resolve_split("val") == "val2017"  # the dataset folder works too
+    loader = build_dataloader(str(ann / "instances_train2017.json"), "train", imgsz=64, batch_size=1, augment=False,
+                              workers=0, progress=False)  # what `train --data .../instances_train2017.json` builds
+    assert len(loader.dataset) == 1 and int(next(iter(loader))["cls"][0]) == 1
     with pytest.raises(DataError, match=r"no 'test' split \(have: train2017, val2017\)"):
         spec.require_split("test")
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import detforge.progress as progress
+from detforge import progress
 from detforge.cli import main
 
 SRC = Path(__file__).resolve().parents[2] / "src"

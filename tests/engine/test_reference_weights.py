@@ -10,7 +10,7 @@ import detforge
 from detforge.cli import main
 
 ultralytics = pytest.importorskip("ultralytics")
-from ultralytics.nn.tasks import DetectionModel  # noqa: E402
+from ultralytics.nn.tasks import DetectionModel
 
 
 def test_train_from_a_reference_checkpoint(tiny_data, tmp_path, caplog):
