@@ -29,6 +29,7 @@ def loader_sizes(monkeypatch):
     original = validate_module.build_dataloader
 
     def spy(*args, **kwargs):
+        assert kwargs["batch_size"] == 16  # the run's validation batch: 2 x its training batch of 8
         sizes.append(kwargs["imgsz"])
         return original(*args, **kwargs)
 

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="val", help="split to score (default val)")
     parser.add_argument("--imgsz", type=int,
                         help="long side in pixels (default: the size the weights were trained at, else 640)")
-    parser.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
+    parser.add_argument("--batch", type=int, help="images per batch (default: as the training run validated, "
+                        "else 16)")
     parser.add_argument("--conf", type=float, help="confidence threshold (default: the training run's val_conf, "
                         "else 0.001)")
     parser.add_argument("--iou", type=float, help="NMS IoU threshold (default: the training run's val_iou, else 0.7)")

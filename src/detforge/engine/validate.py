@@ -82,15 +82,16 @@ def _loss_ready(model: nn.Module) -> bool:
             and getattr(model, "aux", None) is None)
 
 
-def val(model, data, split: str = "val", imgsz: int | None = None, batch: int = 16, conf: float | None = None,
+def val(model, data, split: str = "val", imgsz: int | None = None, batch: int | None = None, conf: float | None = None,
         iou: float | None = None, max_det: int | None = None, coco_max_dets: int = 100, device: str = "cpu", workers: int = 2,
         save_dir: str | Path | None = None, plots: bool = True, save_json: bool = False, progress: bool = True):
     """Evaluate `model` (a `Detector` or a weights path) on `split` of `data` (a data.yaml, COCO json,
     VOC folder); returns an `EvalResult`.
 
-    imgsz, conf / iou / max_det (NMS): by default those the model was trained and validated with (stored
-    in its weights), else 640 and the usual mAP protocol (0.001, 0.7, 300), so `val` of a run's weights
-    reproduces the run's numbers; an explicit value wins. coco_max_dets:
+    imgsz, batch, conf / iou / max_det (NMS): by default those the model was trained and validated with
+    (stored in its weights; the run validated with batches of 2 x its training batch, which decides how
+    rectangular batches are padded), else 640, 16 and the usual mAP protocol (0.001, 0.7, 300), so `val`
+    of a run's weights reproduces the run's numbers; an explicit value wins. coco_max_dets:
     COCO's per-image cap when scoring (100 is the COCO protocol; 300 scores every kept box, as
     Ultralytics does). save_dir: where plots (`plots=True`) and `predictions.json` (`save_json=True`,
     COCO results with the dataset's image and category ids) go.
@@ -111,6 +112,7 @@ def val(model, data, split: str = "val", imgsz: int | None = None, batch: int = 
     conf = trained.get("val_conf", 0.001) if conf is None else conf
     iou = trained.get("val_iou", 0.7) if iou is None else iou
     max_det = trained.get("max_det", 300) if max_det is None else max_det
+    batch = (2 * trained["batch"] if isinstance(trained.get("batch"), int) else 16) if batch is None else batch
     device = select_device(device)
     stride = max(int(s) for s in detector.strides)
     loader = build_dataloader(spec, split=split, imgsz=imgsz, batch_size=batch, augment=False, rect=True,
