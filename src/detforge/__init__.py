@@ -6,6 +6,7 @@ from detforge.engine.callbacks import Callback
 from detforge.engine.trainer import train
 from detforge.engine.validate import val
 from detforge.errors import DetforgeError
+from detforge.export.formats import register_loaders as _register_export_loaders
 from detforge.infer.predictor import Predictor, predict
 from detforge.io.weights import load, save_weights
 from detforge.models.build import build_model, create_model
@@ -39,3 +40,5 @@ __all__ = [
     "val",
 ]
 __version__ = "0.1.0"
+
+_register_export_loaders()  # exported ONNX / OpenVINO files open through detforge.load (and --weights)

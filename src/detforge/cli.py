@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "detforge.commands.val",
     "detforge.commands.predict",
     "detforge.commands.export",
+    "detforge.commands.bench",
 )
 
 

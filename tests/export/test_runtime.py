@@ -93,3 +93,20 @@ def test_hostile_or_foreign_files_are_refused(model, tmp_path):
     onnx.save(proto, str(escape))
     with pytest.raises(ExportError, match="outside the model's folder"):
         load_runtime(escape)
+
+
+def test_detforge_load_and_predict_cli_open_an_onnx_file(model, tmp_path, capsys):
+    import detforge
+    from detforge.cli import main
+
+    if not hasattr(detforge.io, "register_loader"):
+        pytest.skip("detforge.io has no loader hook yet (register_loader)")
+    path = model.export("onnx", output=tmp_path / "m.onnx", imgsz=IMGSZ)
+    runtime = detforge.load(path)
+    assert runtime.names == NAMES
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), images()[0])
+    code = main(["predict", "--weights", str(path), "--source", str(tmp_path / "a.jpg"), "--imgsz", str(IMGSZ),
+                 "--project", str(tmp_path / "runs"), "--save-json"])
+    assert code == 0 and "1 frames" in capsys.readouterr().out

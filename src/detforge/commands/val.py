@@ -51,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
                  workers=args.workers, save_dir=save_dir, plots=not args.no_plots, save_json=args.save_json,
                  progress=not args.json)
     summary = result.summary()
+    from detforge.export.report import quantization_note
+
+    note = quantization_note(args.weights, summary["mAP50-95"])  # an INT8 file: its mAP next to float32's
     if args.json:
-        print(json.dumps({**summary, "save_dir": str(save_dir)}))
+        print(json.dumps({**summary, "save_dir": str(save_dir), **({"int8_note": note} if note else {})}))
         return 0
     print(result.per_class_table())
 
@@ -67,5 +70,7 @@ def run(args: argparse.Namespace) -> int:
         f"P {summary['precision']:.3f}  R {summary['recall']:.3f}  F1 {summary['f1']:.3f} "
         f"at conf {fmt(summary['best_f1_conf'])}"
     )
+    if note:
+        print(note)
     print(f"results in {save_dir}")
     return 0

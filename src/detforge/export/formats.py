@@ -135,3 +135,42 @@ def load_runtime(path: str | Path, **options):
     if Path(path).suffix == ".onnx":
         read_onnx_checked(path)  # raises the precise reason
     raise ExportError(f"{path}: not an exported detforge model (ONNX, OpenVINO IR or TorchScript)")
+
+
+def read_metadata(path: str | Path) -> dict[str, str] | None:
+    """The detforge metadata of an exported file without compiling it, or None for other files."""
+    kind = sniff(path)
+    if kind == "onnx":
+        return {p.key: p.value for p in read_onnx_checked(path).metadata_props}
+    if kind == "openvino":
+        import openvino as ov
+
+        xml, _ = openvino_paths(path)
+        model = ov.Core().read_model(str(xml))
+        info = model.get_rt_info()
+        if "detforge" not in list(info.keys()):
+            return {}
+        return {str(k): model.get_rt_info(["detforge", str(k)]).astype(str) for k in dict(info["detforge"])}
+    return None
+
+
+def onnx_sniffer(head: bytes, size: int) -> bool:
+    """`detforge.load`'s first look: a protobuf starting with ModelProto field 1 (ir_version, a small varint)."""
+    return len(head) > 2 and head[0] == 0x08 and 1 <= head[1] <= 0x20 and size <= MAX_ONNX_BYTES
+
+
+def openvino_sniffer(head: bytes, size: int) -> bool:
+    text = head.lstrip()
+    return text.startswith(b"<?xml") and b"<net" in text and size <= MAX_XML_BYTES
+
+
+def register_loaders() -> bool:
+    """Plug ONNX and OpenVINO files into `detforge.load` (and so `predict/val --weights`), where the
+    io package offers the hook; returns whether it did. The loaders parse the whole file (bounded)."""
+    try:
+        from detforge.io import register_loader
+    except ImportError:
+        return False
+    register_loader("onnx", lambda path, limits=None: load_runtime(path), onnx_sniffer)
+    register_loader("openvino", lambda path, limits=None: load_runtime(path), openvino_sniffer)
+    return True
