@@ -8,7 +8,7 @@ from detforge.engine.validate import val
 from detforge.errors import DetforgeError
 from detforge.export.formats import register_loaders as _register_export_loaders
 from detforge.infer.predictor import Predictor, predict
-from detforge.io.weights import load, save_weights
+from detforge.io import list_models, load, save_weights
 from detforge.models.build import build_model, create_model
 from detforge.models.detector import Detector
 from detforge.registry import (
@@ -27,6 +27,7 @@ __all__ = [
     "Predictor",
     "build_model",
     "create_model",
+    "list_models",
     "load",
     "load_config",
     "predict",

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print a per-part table (backbone, neck, each head branch, auxiliary heads): parameters, "
         "GFLOPs and output shapes for one image of --imgsz pixels, and the totals; --deploy for the fused model.",
     )
-    parser.add_argument("model", help="packaged name (e.g. yolov8n, yolov8s-p2), a model YAML, or a .safetensors file")
+    parser.add_argument("model", help="packaged name (e.g. yolov8n, yolov8s-p2), a model YAML, a .safetensors file or a .pt checkpoint")
     parser.add_argument("--imgsz", type=int, default=640, help="square input size for FLOPs (default 640)")
     parser.add_argument("--num-classes", type=int, help="override head.num_classes")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -27,10 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_model(spec: str, num_classes: int | None = None, overrides: list[str] | None = None):
-    """A model from a packaged name / YAML, or from a detforge weights file."""
+    """A model from a packaged name / YAML, or from a weights file (detforge.load decides its format)."""
     import detforge
 
-    if Path(spec).suffix == ".safetensors":
+    path = Path(spec)
+    if path.suffix in (".safetensors", ".pt") or (path.is_file() and path.suffix not in (".yaml", ".yml")):
         return detforge.load(spec)
     return detforge.create_model(spec, num_classes=num_classes, overrides=overrides or [])
 

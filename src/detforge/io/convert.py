@@ -1,34 +1,71 @@
 """Turn a foreign `.pt` training checkpoint into a detforge model or safetensors file.
 
-The checkpoint is unpickled by the restricted unpickler (`detforge.io.foreign`), so a file
-that tries to run code is refused before anything runs. Supported sources: Ultralytics
-YOLOv8 detection checkpoints (`detforge.io.ultralytics_map`) and official YOLOv7 checkpoints,
-all seven models, training or deploy layout (`detforge.io.yolov7_map`).
+The checkpoint is read by `detforge.io.foreign.load_checkpoint` (bounded zip reader,
+restricted unpickler), so a file that tries to run code is refused before anything runs.
+Supported sources: Ultralytics YOLOv8 detection checkpoints (`detforge.io.ultralytics_map`) and
+official YOLOv7 checkpoints, all seven models, training or deploy layout (`detforge.io.yolov7_map`).
+
+Each supported framework is an *importer*: `register_importer(name, namespaces, build)`, where
+`namespaces` are the packages whose classes its checkpoints pickle (they become stand-ins) and
+`build(checkpoint, path)` returns a Detector, or None when the checkpoint is not its kind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from detforge.errors import WeightsError
 from detforge.io.foreign import STANDIN_NAMESPACES, StandIn, load_checkpoint
+from detforge.io.limits import DEFAULT_LIMITS, Limits
 from detforge.io.ultralytics_map import import_ultralytics
 from detforge.io.weights import save_weights
 from detforge.io.yolov7_map import YOLOV7_NAMESPACES, import_yolov7, is_yolov7_checkpoint
 from detforge.models.detector import Detector
 
 
-def import_checkpoint(path: str | Path) -> Detector:
+@dataclass(frozen=True)
+class Importer:
+    name: str
+    namespaces: tuple[str, ...]
+    build: Callable[[Any, Path], Detector | None]
+
+
+IMPORTERS: dict[str, Importer] = {}
+
+
+def register_importer(name: str, namespaces: tuple[str, ...], build: Callable[[Any, Path], Detector | None]) -> None:
+    """Add (or replace) a foreign-checkpoint importer; see the module docstring."""
+    IMPORTERS[name] = Importer(name, tuple(namespaces), build)
+
+
+def _yolov7(checkpoint: Any, path: Path) -> Detector | None:
+    return import_yolov7(checkpoint, path) if is_yolov7_checkpoint(checkpoint) else None
+
+
+def _ultralytics(checkpoint: Any, path: Path) -> Detector | None:
+    models = [v for v in checkpoint.values() if isinstance(v, StandIn)] if isinstance(checkpoint, dict) else []
+    if not any(type(m).standin_source.startswith("ultralytics.") for m in models):
+        return None
+    return import_ultralytics(checkpoint, path)
+
+
+register_importer("yolov7", (*YOLOV7_NAMESPACES, "torch.nn.modules"), _yolov7)
+register_importer("ultralytics", STANDIN_NAMESPACES, _ultralytics)
+
+
+def import_checkpoint(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Detector:
     """Read a foreign `.pt` checkpoint and return the equivalent detforge model (eval mode)."""
     path = Path(path)
-    checkpoint = load_checkpoint(path, (*STANDIN_NAMESPACES, *YOLOV7_NAMESPACES))
-    if is_yolov7_checkpoint(checkpoint):
-        return import_yolov7(checkpoint, path)
-    models = (
-        [v for v in checkpoint.values() if isinstance(v, StandIn)] if isinstance(checkpoint, dict) else []
-    )
-    if any(type(m).standin_source.startswith("ultralytics.") for m in models):
-        return import_ultralytics(checkpoint, path)
+    importers = list(IMPORTERS.values())
+    namespaces = tuple(dict.fromkeys(ns for imp in importers for ns in imp.namespaces))
+    checkpoint = load_checkpoint(path, namespaces, limits)
+    for importer in importers:
+        model = importer.build(checkpoint, path)
+        if model is not None:
+            return model
     raise WeightsError(
         f"{path}: not a recognised training checkpoint (no Ultralytics or YOLOv7 model inside); "
         "supported: Ultralytics YOLOv8 detection and official YOLOv7 .pt files"
@@ -36,13 +73,8 @@ def import_checkpoint(path: str | Path) -> Detector:
 
 
 def load_detector(path: str | Path) -> Detector:
-    """A detector from a detforge `.safetensors` file, or imported from a foreign `.pt` checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file; pass a .safetensors file (or an Ultralytics .pt)")
-    if path.suffix == ".pt":
-        return import_checkpoint(path)
-    from detforge.io.weights import load
+    """Deprecated name of `detforge.load` (kept for callers written before it accepted `.pt`)."""
+    from detforge.io.load import load
 
     return load(path)
 

@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from detforge.errors import WeightsError
-from detforge.io.foreign import StandIn, state_dict_from_standin
-from detforge.io.weights import assign_state
+from detforge.io.foreign import StandIn, checked_yaml, state_dict_from_standin
+from detforge.io.plain import MAX_STRING, check_class_count
+from detforge.io.weights import build_checked
 from detforge.models.build import create_model
 from detforge.models.detector import Detector
 
@@ -118,12 +119,11 @@ def _architecture(model: StandIn, path: Path) -> tuple[str, int]:
         raise WeightsError(
             f"{path}: holds a {source}; only Ultralytics YOLOv8 detection models can be imported"
         )
-    spec = getattr(model, "yaml", None)
-    if not isinstance(spec, dict):
-        raise WeightsError(
-            f"{path}: the model has no architecture (yaml) dict; not an Ultralytics training checkpoint"
-        )
-    layers = tuple(str(layer[2]) for layer in [*spec.get("backbone", []), *spec.get("head", [])])
+    spec = checked_yaml(getattr(model, "yaml", None), path)
+    rows = [*_rows(spec, "backbone", path), *_rows(spec, "head", path)]
+    if not all(isinstance(row, (list, tuple)) and len(row) >= 3 for row in rows):
+        raise WeightsError(f"{path}: the yaml's layer rows are not [from, repeats, module, args] lists")
+    layers = tuple(str(row[2]) for row in rows)
     if layers != YOLOV8_LAYERS:
         name = spec.get("yaml_file", "custom yaml")
         raise WeightsError(
@@ -139,16 +139,23 @@ def _architecture(model: StandIn, path: Path) -> tuple[str, int]:
         raise WeightsError(
             f"{path}: cannot tell the YOLOv8 scale (yaml scale={spec.get('scale')!r}); expected n/s/m/l/x"
         )
-    return scale, int(spec["nc"])
+    return scale, check_class_count(spec.get("nc"), path, "yaml nc")
+
+
+def _rows(spec: dict, key: str, path: Path) -> list:
+    rows = spec.get(key, [])
+    if not isinstance(rows, (list, tuple)):
+        raise WeightsError(f"{path}: yaml {key} is a {type(rows).__name__}, not a list of layers")
+    return list(rows)
 
 
 def _class_names(model: StandIn, num_classes: int) -> list[str] | None:
-    """Ultralytics stores names as {index: name}; older files as a list."""
+    """Ultralytics stores names as {index: name}; older files as a list. Non-string names are dropped."""
     names = getattr(model, "names", None)
     if isinstance(names, dict):
         names = [names.get(i, f"class{i}") for i in range(num_classes)]
-    if isinstance(names, (list, tuple)) and len(names) == num_classes:
-        return [str(n) for n in names]
+    if isinstance(names, (list, tuple)) and len(names) == num_classes and all(isinstance(n, str) for n in names):
+        return [n[:MAX_STRING] for n in names]
     return None
 
 
@@ -191,11 +198,16 @@ def import_ultralytics(checkpoint: Any, path: str | Path) -> Detector:
         )
     scale, num_classes = _architecture(model, path)
     names = _class_names(model, num_classes)
-    detector = create_model(f"yolov8{scale}", num_classes=num_classes, names=names)
-    state = _mapped_state(state_dict_from_standin(model), detector.head.reg_max, path)
-    own = detector.state_dict()
-    if DFL_TARGET in own:
-        state[DFL_TARGET] = own[DFL_TARGET]
-    assign_state(detector, state, str(path))  # casts fp16 to the model's fp32
+    def make() -> Detector:
+        return create_model(f"yolov8{scale}", num_classes=num_classes, names=names)
+
+    with torch.device("meta"):
+        skeleton = make()
+    reg_max = skeleton.head.reg_max
+    state = _mapped_state(state_dict_from_standin(model), reg_max, path)
+    if DFL_TARGET in skeleton.state_dict():
+        state[DFL_TARGET] = torch.arange(reg_max, dtype=torch.float32)  # the fixed projection detforge builds
+    del skeleton
+    detector = build_checked(make, state, str(path))  # shapes checked on the meta device first; fp16 → fp32
     logger.debug("imported Ultralytics yolov8%s (%d classes) from %s", scale, num_classes, path)
     return detector.eval()
