@@ -29,7 +29,10 @@ function from those packages is still refused. Everything raises a one-line `Wei
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,18 +89,30 @@ def load_checkpoint(
             data = archive.read("data.pkl", limits.max_pickle_bytes)
             unpickler = RestrictedUnpickler(bytes(data), archive, tuple(standin_namespaces), limits, str(path))
             del data
-            result = unpickler.load()
-        check_graph(result, limits)
+            with _gc_paused():  # the cyclic GC rescans every new container: quadratic on big graphs
+                result = unpickler.load()
+                check_graph(result, limits)
     except WeightsError:
         raise
     except RecursionError:
         raise WeightsError(f"{path}: cannot read checkpoint (object graph nested too deeply)") from None
     except MemoryError:
         raise WeightsError(f"{path}: cannot read checkpoint (out of memory); the file declares too much") from None
-    except Exception as err:  # hostile or corrupt pickle: any parse failure is the file's fault
+    except Exception as err:  # noqa: BLE001 - hostile or corrupt pickle: any parse failure is the file's fault
         raise WeightsError(f"{path}: cannot read checkpoint ({_one_line(err)})") from None
     logger.debug("read %s: %d opcodes, ~%d bytes allocated", path, unpickler.ops, unpickler.alloc)
     return result
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 _NOT_ZIP = {

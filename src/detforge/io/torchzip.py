@@ -24,6 +24,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Self
 
 from detforge.errors import WeightsError
 from detforge.io.limits import DEFAULT_LIMITS, Limits
@@ -54,7 +55,7 @@ class TorchArchive:
             self._zip.close()
             raise
 
-    def __enter__(self) -> TorchArchive:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

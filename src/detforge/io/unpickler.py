@@ -32,7 +32,7 @@ import io
 import pickle
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ def _cost(args: Any) -> int:
 class RestrictedUnpickler(pickle._Unpickler):
     """Unpickle `data` (a checkpoint's data.pkl) from `archive`; see the module docstring."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, data: bytes, archive: TorchArchive | None, namespaces: tuple[str, ...],
                  limits: Limits, source: str):
@@ -284,7 +284,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         if len(self.memo) >= self.limits.max_memo:
             raise BudgetError(f"the pickle memoizes more than {self.limits.max_memo} objects")
 
-    def _wrap_memo(handler: Callable) -> Callable:  # noqa: N805 (used at class creation)
+    def _wrap_memo(handler: Callable) -> Callable:
         def wrapped(self: RestrictedUnpickler) -> None:
             self._memo_check()
             handler(self)
@@ -352,6 +352,8 @@ def check_graph(root: Any, limits: Limits) -> None:
         if children is None:
             continue
         on_path.add(oid)
+        if len(on_path) > limits.max_depth:  # the current path alone is too deep
+            raise BudgetError(f"the object graph is nested deeper than {limits.max_depth} levels")
         if len(heights) + len(on_path) > limits.max_objects:
             raise BudgetError(f"the object graph holds more than {limits.max_objects} objects")
         stack.append((obj, children))
