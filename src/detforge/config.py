@@ -15,9 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
 
 from detforge.errors import ConfigError
+from detforge.limits import (
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_SCALE,
+    check_classes,
+    check_sizes,
+    load_yaml,
+    read_yaml,
+    short,
+)
 from detforge.models.scaling import Scaling
 from detforge.registry import PARTS
 
@@ -33,9 +43,10 @@ MODEL_NAME = re.compile(r"^(?P<family>[a-z]+\d+)(?P<scale>[nsmlx])(?P<variant>-[
 
 class ScaleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    depth: float
-    width: float
-    max_channels: int = 1024
+    # bounded: a shared config must not make the builder allocate or loop without end (limits.py)
+    depth: float = Field(gt=0, le=MAX_SCALE)
+    width: float = Field(gt=0, le=MAX_SCALE)
+    max_channels: int = Field(1024, ge=1, le=MAX_CHANNELS)
 
 
 class PartConfig(BaseModel):
@@ -106,7 +117,7 @@ def _format_error(source: str, prefix: str, err: ValidationError, accepted: list
         return ConfigError(f"{source}: {key}: unknown key; accepted: {', '.join(accepted)}")
     if first["type"] == "missing":
         return ConfigError(f"{source}: {key}: required key is missing")
-    return ConfigError(f"{source}: {key}: {first['msg'].lower()} (got {first.get('input')!r})")
+    return ConfigError(f"{source}: {key}: {first['msg'].lower()} (got {short(first.get('input'), 60)})")
 
 
 def validate_config(data: dict[str, Any], source: str = "<config>") -> ModelConfig:
@@ -118,7 +129,7 @@ def validate_config(data: dict[str, Any], source: str = "<config>") -> ModelConf
     except ValidationError as err:
         raise _format_error(source, "", err, list(ModelConfig.model_fields)) from None
     if config.scale is not None and config.scale not in config.scales:
-        raise ConfigError(f"{source}: scale: unknown scale {config.scale!r}; accepted: {', '.join(config.scales)}")
+        raise ConfigError(f"{source}: scale: unknown scale {short(config.scale)}; accepted: {', '.join(config.scales)}")
     for kind in ("backbone", "neck", "head", "aux"):
         part = getattr(config, kind)
         if part is None:
@@ -134,6 +145,11 @@ def validate_config(data: dict[str, Any], source: str = "<config>") -> ModelConf
         except ValidationError as err:
             accepted = [n for n in args.model_fields if n not in INJECTED[kind]] + ["type"]
             raise _format_error(source, kind, err, accepted) from None
+        for key, value in part.kwargs.items():
+            check_sizes(value, f"{source}: {kind}.{key}", ConfigError)
+    check_classes(config.num_classes, source, "head.num_classes", ConfigError)
+    if config.names is not None and len(config.names) > MAX_CLASSES:
+        raise ConfigError(f"{source}: names: {len(config.names):,} names, over the {MAX_CLASSES:,}-class limit")
     config._source = source
     return config
 
@@ -153,8 +169,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     """`'head.num_classes=3'` → `('head.num_classes', 3)`; the value is read as YAML."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. head.num_classes=3")
-    return key.strip(), yaml.safe_load(value)
+        raise ConfigError(f"--set {short(text, 60)}: expected KEY=VALUE, e.g. head.num_classes=3")
+    return key.strip(), load_yaml(value, f"--set {short(text, 60)}")
 
 
 def packaged_configs() -> dict[str, Path]:
@@ -199,10 +215,7 @@ def load_config(
 ) -> ModelConfig:
     """Read, override (dotted keys, e.g. `{"head.num_classes": 3}`) and validate a model config."""
     path, named_scale = resolve_source(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    data = read_yaml(path, ConfigError) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a model config must be a mapping with backbone, neck and head")
     if scale or named_scale:

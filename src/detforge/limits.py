@@ -23,6 +23,10 @@ from detforge.fsutil import read_limited
 
 MAX_CLASSES = 10_000  # class count (nc, num_classes, len(names))
 MAX_NAME_CHARS = 1_000  # one class name
+MAX_SCALE = 8.0  # a model scale's depth and width multipliers (YOLOv8x: 1.0, 1.25)
+MAX_CHANNELS = 8_192  # a model scale's channel cap (YOLOv8x: 512)
+MAX_PART_INT = 65_536  # any whole number among a model part's arguments (channels, reg_max, repeats)
+MAX_PART_ITEMS = 1_024  # any list among a model part's arguments
 MAX_YAML_BYTES = 4 * 2**20  # a data.yaml, model or training config
 MAX_YAML_NODES = 200_000  # nodes of one YAML document with every alias expanded
 MAX_LABEL_FILE_BYTES = 8 * 2**20  # one YOLO label file (~100k boxes, or long polygons)
@@ -88,6 +92,18 @@ def check_classes(count: object, source: str, key: str, error: type[DetforgeErro
     """Refuse a class count that is not an int in 1..MAX_CLASSES."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CLASSES:
         raise error(f"{source}: {key} = {short(count)}; expected a whole number of classes from 1 to {MAX_CLASSES:,}")
+
+
+def check_sizes(value: object, where: str, error: type[DetforgeError]) -> None:
+    """Refuse a part argument holding a whole number beyond +-MAX_PART_INT or a list over MAX_PART_ITEMS items:
+    the builder would allocate (or loop) in proportion to it."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_PART_INT:
+        raise error(f"{where} = {short(value)}; model part numbers are at most {MAX_PART_INT:,}")
+    if isinstance(value, (list, tuple, dict)):
+        if len(value) > MAX_PART_ITEMS:
+            raise error(f"{where}: {len(value):,} items, over the {MAX_PART_ITEMS:,}-item limit")
+        for item in value.values() if isinstance(value, dict) else value:
+            check_sizes(item, where, error)
 
 
 def short(value: object, limit: int = 40) -> str:

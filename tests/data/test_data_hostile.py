@@ -97,3 +97,60 @@ def test_yaml_nested_too_deeply_or_recursive_is_one_line(tmp_path, capsys):
         (tmp_path / "data.yaml").write_text(text)
         with pytest.raises(DataError, match=message):
             load_dataset_spec(tmp_path / "data.yaml")
+
+
+def coco_file(tmp_path: Path, images: list, annotations: list, categories: list | None = None) -> Path:
+    import json
+
+    folder = tmp_path / "images"
+    folder.mkdir(exist_ok=True)
+    cv2.imwrite(str(folder / "a.png"), IMAGE)
+    path = tmp_path / "instances_train.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": categories or [{"id": 1, "name": "a"}]}).replace('"INF"', "Infinity"))
+    return path
+
+
+def test_coco_infinite_huge_or_odd_numbers_are_reported(tmp_path, capsys):
+    image = {"id": 1, "file_name": "a.png", "width": 16, "height": 16}
+    anns = [{"image_id": 1, "category_id": "INF", "bbox": [1, 1, 4, 4]},
+            {"image_id": 1, "category_id": 2**64, "bbox": [1, 1, 4, 4]},
+            {"image_id": 1, "category_id": 1, "bbox": [1, "INF", 4, 4]},
+            {"image_id": 1, "category_id": 1, "bbox": [1, 1, float("nan"), 4]},
+            7, {"image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4]}]
+    path = coco_file(tmp_path, [image, {"id": "INF", "file_name": 3, "width": 1, "height": 1}, "x"], anns)
+    code, out, err = check(path, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert "category_id 18446744073709551616 is not in 'categories'" in out and "is not finite" in out
+    assert "1 problem" not in out and " 1 " in out  # the one good box is kept
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[" * 100_000, "cannot be read as JSON"),
+    ('{"images": [], "annotations": 5, "categories": [{"id": 1, "name": "a"}]}', "'annotations' is not a list"),
+    ('{"images": [], "categories": [{"id": Infinity, "name": "a"}]}', "integer 'id'"),
+])
+def test_coco_file_level_problems_are_one_line(tmp_path, capsys, text, message):
+    (tmp_path / "instances_train.json").write_text(text)
+    code, _, err = check(tmp_path / "instances_train.json", capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_voc_bombs_fifos_and_odd_sizes_are_reported(tmp_path, capsys):
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "JPEGImages").mkdir()
+    cv2.imwrite(str(tmp_path / "JPEGImages" / "a.png"), IMAGE)
+    cv2.imwrite(str(tmp_path / "JPEGImages" / "b.png"), IMAGE)
+    (tmp_path / "classes.txt").write_text("a\n")
+    entities = '<!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">' + "".join(
+        f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi")) + "]>"
+    (tmp_path / "Annotations" / "a.xml").write_text(entities + "<annotation><filename>&i;</filename></annotation>")
+    (tmp_path / "Annotations" / "b.xml").write_text(
+        "<annotation><filename>b.png</filename><size><width>1e999</width><height>16</height></size><object><name>a"
+        "</name><bndbox><xmin>1</xmin><ymin>nan</ymin><xmax>4</xmax><ymax>4</ymax></bndbox></object></annotation>")
+    os.mkfifo(tmp_path / "Annotations" / "c.xml")
+    start = time.monotonic()
+    _, out, err = check(tmp_path, capsys)
+    assert time.monotonic() - start < 10 and "Traceback" not in err
+    assert "a.xml: malformed label: not valid XML" in out and "c.xml: malformed label: not valid XML" in out
+    assert "is not finite" in out

@@ -4,7 +4,7 @@ What happens to bad input (each case is reported with its file):
 - unreadable / truncated image: image skipped; EXIF rotation, gray/RGBA/16-bit/CMYK: fixed on load
 - annotated size differs from the real one: the real size is used
 - corners given the wrong way round: swapped back; box partly outside the image: clipped
-- box with (near) zero area after clipping, class id not in the names: box dropped
+- box with (near) zero area after clipping, class id not in the names, NaN/infinite corner: box dropped
 - the same box twice: one copy kept
 """
 
@@ -20,6 +20,7 @@ from detforge.data.problems import (
     DROPPED,
     DUPLICATE,
     FIXED,
+    MALFORMED,
     OUTSIDE,
     SIZE_MISMATCH,
     SWAPPED,
@@ -69,6 +70,10 @@ def fix_boxes(raw: RawLabels, width: int, height: int, num_classes: int,
         cls = int(classes[i])
         if not 0 <= cls < num_classes:
             report.add(origins[i], UNKNOWN_CLASS, DROPPED, f"class {cls} not in names (0..{num_classes - 1})")
+            keep[i] = False
+            continue
+        if not np.isfinite(box).all():  # NaN compares false everywhere: it would pass every check below
+            report.add(origins[i], MALFORMED, DROPPED, f"box {_fmt(box, raw.normalized, limits)} is not finite")
             keep[i] = False
             continue
         if box[0] > box[2] or box[1] > box[3]:

@@ -12,11 +12,11 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from detforge.data import AugmentConfig
 from detforge.errors import ConfigError
+from detforge.limits import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def load_train_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: training config not found")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path, ConfigError) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a training config must be a mapping of settings")
     return data

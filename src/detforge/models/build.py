@@ -11,6 +11,7 @@ from torch import nn
 
 from detforge.config import INJECTED, ModelConfig, load_config, parse_override
 from detforge.errors import ConfigError
+from detforge.limits import short
 from detforge.models.detector import Detector
 from detforge.models.scaling import Scaling
 from detforge.registry import PARTS
@@ -34,7 +35,15 @@ def build_part(kind: str, config: ModelConfig, scaling: Scaling, **wiring: Any) 
     kwargs.update({k: v for k, v in wiring.items() if k in INJECTED[kind]})
     if "scaling" in inspect.signature(cls).parameters:
         kwargs["scaling"] = scaling
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError, RuntimeError, ArithmeticError, IndexError, KeyError, AssertionError) as err:
+        # well-typed but unworkable arguments (a negative width, a ratio that leaves no channels) are the
+        # config's mistake, reported in one line like every other config error
+        raise ConfigError(
+            f"{config.source}: {kind} {part.type!r} cannot be built from these arguments "
+            f"({err.__class__.__name__}: {short(str(err), 100)}); check the {kind} keys"
+        ) from None
 
 
 def build_model(config: ModelConfig) -> Detector:

@@ -26,6 +26,8 @@ from detforge.data.problems import (
 from detforge.data.records import LabeledImage, RawLabels
 from detforge.data.spec import DatasetSpec
 from detforge.errors import DataError
+from detforge.fsutil import read_limited
+from detforge.limits import MAX_NAME_CHARS, check_classes, short
 
 
 def split_name(json_path: Path) -> str:
@@ -35,11 +37,13 @@ def split_name(json_path: Path) -> str:
 
 def _load(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: cannot be read as JSON ({err}); fix or re-export the file") from err
+        data = json.loads(read_limited(path, None).decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: [[[[... nested too deep
+        raise DataError(f"{path}: cannot be read as JSON ({short(err, 120)}); fix or re-export the file") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise DataError(f"{path}: not a COCO detection file (no 'images' list)")
+    if not isinstance(data.get("annotations", []), list):
+        raise DataError(f"{path}: 'annotations' is not a list; fix or re-export the file")
     return data
 
 
@@ -47,10 +51,14 @@ def _categories(path: Path, data: dict) -> list[dict]:
     cats = data.get("categories")
     if not isinstance(cats, list) or not cats:
         raise DataError(f"{path}: no 'categories'; a COCO detection file must list its classes")
+    check_classes(len(cats), str(path), "the number of categories", DataError)
     try:
-        return sorted(({"id": int(c["id"]), "name": str(c["name"])} for c in cats), key=lambda c: c["id"])
-    except (KeyError, TypeError, ValueError) as err:
+        cats = sorted(({"id": int(c["id"]), "name": str(c["name"])} for c in cats), key=lambda c: c["id"])
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise DataError(f"{path}: every category needs an integer 'id' and a 'name'") from err
+    if max(len(c["name"]) for c in cats) > MAX_NAME_CHARS:
+        raise DataError(f"{path}: a category name is over {MAX_NAME_CHARS:,} characters; shorten it")
+    return cats
 
 
 def read_spec(path: Path) -> DatasetSpec:
@@ -73,7 +81,8 @@ def image_dir(json_path: Path, data: dict) -> Path:
         base.parent / "images" / split, base.parent / split, base / "images" / split,
         base.parent / "images", base / "images", base / split, base, base.parent,
     ]
-    first = next((im.get("file_name") for im in data["images"] if im.get("file_name")), None)
+    first = next((str(im["file_name"]) for im in data["images"] if isinstance(im, dict) and im.get("file_name")),
+                 None)
     if first is not None:
         for folder in candidates:
             if (folder / first).is_file():
@@ -85,7 +94,7 @@ def split_inputs(spec: DatasetSpec, split: str) -> list[Path]:
     (json_path,) = spec.require_split(split)
     data = _load(json_path)
     folder = image_dir(json_path, data)
-    return [json_path] + sorted(folder / str(im.get("file_name", "")) for im in data["images"])
+    return [json_path] + sorted(folder / str(im.get("file_name", "")) for im in data["images"] if isinstance(im, dict))
 
 
 def read_split(spec: DatasetSpec, split: str, report: ProblemReport) -> list[RawLabels]:
@@ -101,15 +110,15 @@ def read_split(spec: DatasetSpec, split: str, report: ProblemReport) -> list[Raw
     for im in data["images"]:
         try:
             images[int(im["id"])] = (str(im["file_name"]), (int(im["width"]), int(im["height"])))
-        except (KeyError, TypeError, ValueError):
-            report.add(json_path, MALFORMED, SKIPPED, f"image entry without id/file_name/width/height: {im!r:.80}")
+        except (KeyError, TypeError, ValueError, OverflowError):
+            report.add(json_path, MALFORMED, SKIPPED, f"image entry without id/file_name/width/height: {short(im, 80)}")
     for n, ann in enumerate(data.get("annotations") or []):
         where = f"{json_path}:annotations[{n}]"
         try:
             image_id, bbox, category = int(ann["image_id"]), [float(v) for v in ann["bbox"]], int(ann["category_id"])
             if len(bbox) != 4:
                 raise ValueError
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             report.add(where, MALFORMED, DROPPED, "annotation needs image_id, category_id and a 4-number bbox")
             continue
         if image_id not in images:

@@ -19,6 +19,15 @@ from detforge.data.problems import DROPPED, MALFORMED, MISSING_IMAGE, SKIPPED, P
 from detforge.data.records import LabeledImage, RawLabels
 from detforge.data.spec import DatasetSpec
 from detforge.errors import DataError
+from detforge.fsutil import read_limited
+from detforge.limits import (
+    MAX_CLASSES,
+    MAX_LABEL_FILE_BYTES,
+    MAX_NAME_CHARS,
+    MAX_YAML_BYTES,
+    check_classes,
+    short,
+)
 
 STANDARD_SPLITS = ("train", "val", "test")
 ALL = "*"  # split source meaning "every xml in Annotations/"
@@ -41,21 +50,44 @@ def read_spec(root: Path) -> DatasetSpec:
 def _names(root: Path) -> list[str]:
     for listing in ("classes.txt", "labels.txt"):
         if (root / listing).is_file():
-            return [n.strip() for n in (root / listing).read_text(encoding="utf-8").splitlines() if n.strip()]
-    found: set[str] = set()
-    for xml in (root / "Annotations").glob("*.xml"):
-        try:
-            found.update((o.findtext("name") or "").strip() for o in ET.parse(xml).getroot().iter("object"))
-        except ET.ParseError:
-            continue  # reported when the split is read
-    return sorted(n for n in found if n)
+            names = [n.strip() for n in _read_text(root / listing).splitlines() if n.strip()]
+            break
+    else:
+        found: set[str] = set()
+        for xml in (root / "Annotations").glob("*.xml"):
+            try:
+                found.update((o.findtext("name") or "").strip() for o in _parse(xml).iter("object"))
+            except (OSError, ET.ParseError):
+                continue  # reported when the split is read
+            if len(found) > MAX_CLASSES:
+                break
+        names = sorted(n for n in found if n)
+        listing = "Annotations/*.xml"
+    if names:
+        check_classes(len(names), str(root / listing), "the number of classes", DataError)
+        if max(map(len, names)) > MAX_NAME_CHARS:
+            raise DataError(f"{root / listing}: a class name is over {MAX_NAME_CHARS:,} characters; shorten it")
+    return names
+
+
+def _read_text(path: Path) -> str:
+    """A list file of the dataset (classes.txt, ImageSets/Main/*.txt) as text, or a one-line DataError."""
+    try:
+        return read_limited(path, MAX_YAML_BYTES * 16).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot be read as text ({short(err, 120)}); fix the file") from None
+
+
+def _parse(xml: Path) -> ET.Element:
+    """The root element of one annotation file (a regular file of bounded size; expat refuses entity bombs)."""
+    return ET.fromstring(read_limited(xml, MAX_LABEL_FILE_BYTES))
 
 
 def _ids(spec: DatasetSpec, split: str) -> list[str]:
     (source,) = spec.require_split(split)
     if source.name == ALL:
         return sorted(p.stem for p in (spec.root / "Annotations").glob("*.xml"))
-    return [line.split()[0] for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.split()[0] for line in _read_text(source).splitlines() if line.strip()]
 
 
 def _image_for(root: Path, stem: str, filename: str | None) -> Path:
@@ -81,12 +113,12 @@ def read_split(spec: DatasetSpec, split: str, report: ProblemReport) -> list[Raw
     for stem in _ids(spec, split):
         xml = spec.root / "Annotations" / f"{stem}.xml"
         try:
-            tree = ET.parse(xml).getroot()
+            tree = _parse(xml)
         except FileNotFoundError:
             report.add(xml, MISSING_IMAGE, SKIPPED, "listed in the split but its xml does not exist")
             continue
-        except ET.ParseError as err:
-            report.add(xml, MALFORMED, SKIPPED, f"not valid XML ({err})")
+        except (OSError, ET.ParseError) as err:
+            report.add(xml, MALFORMED, SKIPPED, f"not valid XML ({short(err, 120)})")
             continue
         image = _image_for(spec.root, stem, (tree.findtext("filename") or "").strip() or None)
         if not image.is_file():
@@ -117,7 +149,7 @@ def read_split(spec: DatasetSpec, split: str, report: ProblemReport) -> list[Raw
 def _declared_size(tree: ET.Element) -> tuple[int, int] | None:
     try:
         size = int(float(tree.findtext("size/width"))), int(float(tree.findtext("size/height")))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return size if size[0] > 0 and size[1] > 0 else None
 
