@@ -24,5 +24,7 @@ def process_unchanged():
     after = process_fingerprint()
     diff = [k for k in before if before[k] != after[k]]
     if "watched" in diff:
-        diff += [k for k in before["watched"] if before["watched"][k] != after["watched"].get(k)]
+        for name, fields in before["watched"].items():
+            now = after["watched"].get(name, {})
+            diff += [f"{name}.{k}" for k in fields.keys() | now.keys() if fields.get(k) != now.get(k)]
     assert not diff, f"the process changed: {diff}"

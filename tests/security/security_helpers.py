@@ -145,7 +145,7 @@ def _attributes(obj: object) -> dict[str, int]:
     """Identity of everything a hostile setattr could replace on a module, class or function."""
     fields = {k: id(v) for k, v in vars(obj).items() if not k.startswith("__pybind11")} if hasattr(
         obj, "__dict__") else {}  # pybind11 extensions park their internals in builtins on first import
-    for name in ("__defaults__", "__kwdefaults__", "__code__", "__dict__"):
+    for name in ("__defaults__", "__kwdefaults__", "__code__"):
         if hasattr(obj, name):
             fields[name] = hash(repr(getattr(obj, name)))
     return fields
