@@ -30,6 +30,7 @@ import os
 import pathlib
 import stat
 import sys
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable
@@ -185,29 +186,39 @@ def _status(field: str) -> int:
 
 
 class PeakMemory:
-    """Peak memory a block adds over what the process held when it started, in bytes (`.grown`).
-
-    Linux: peak resident set size, reset through /proc/self/clear_refs (counts torch/numpy/C allocations);
-    elsewhere: Python allocations traced by tracemalloc (numpy's included).
+    """Peak memory a block adds over what the process held when it started, in bytes (`.grown`): the larger
+    of two measures, since neither sees everything —
+    - Python and numpy allocations traced by tracemalloc (exact, but blind to torch's and C libraries');
+    - on Linux, the resident set size polled every 2 ms and the kernel's peak (VmHWM, reset through
+      /proc/self/clear_refs); blind to memory the allocator reuses without asking the kernel.
 
         with PeakMemory() as peak: load(...)
         assert peak.grown < 64 * 2**20
     """
 
     def __enter__(self) -> Self:
-        self.grown = 0
+        self.grown, self.start = 0, None
+        tracemalloc.start()
         try:
             with open("/proc/self/clear_refs", "w") as fh:
                 fh.write("5")
-            self.start, self.rss = _status("VmRSS"), True
+            self.start = self.peak = _status("VmRSS")
         except OSError:
-            self.rss = False
-            tracemalloc.start()
+            return self
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
         return self
 
+    def _poll(self) -> None:
+        while not self._done.wait(0.002):
+            self.peak = max(self.peak, _status("VmRSS"))
+
     def __exit__(self, *exc) -> None:
-        if self.rss:
-            self.grown = max(0, _status("VmHWM") - self.start)
-        else:
-            self.grown = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
+        self.grown = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        if self.start is not None:
+            self._done.set()
+            self._thread.join()
+            rss = max(self.peak, _status("VmHWM"), _status("VmRSS")) - self.start
+            self.grown = max(self.grown, rss)

@@ -37,7 +37,7 @@ def test_peak_memory_counts_native_allocations():
     with PeakMemory() as peak:
         block = np.ones(64 * 2**20, dtype=np.uint8)
         del block
-    assert 60 * 2**20 < peak.grown < 200 * 2**20
+    assert 60 * 2**20 < peak.grown < 200 * 2**20, peak.grown
 
 
 def test_run_fuzz_runs_the_examples():
