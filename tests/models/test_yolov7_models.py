@@ -120,3 +120,25 @@ def test_eelan_neck_feeds_aux_the_last_group():
     block = model.neck.top_down[-1]  # level 0 (finest) is built last
     assert [a.shape[1] for a in aux] == model.neck.aux_channels == [160, 320, 480, 640]
     assert block.out_channels == 160
+
+
+def test_config_places_repconv_by_the_planned_reparam_rule():
+    from detforge.errors import ConfigError
+    from detforge.models.blocks import RepConvN
+
+    with pytest.raises(ConfigError, match=r"backbone\.stages\.0\.elan\.convs\.0: a RepConv with an identity branch "
+                                          r"feeds a concat.*planned re-parameterization"):
+        detforge.create_model("yolov7-tiny", overrides={"backbone.elan_conv": "repconv"})
+    model = detforge.create_model("yolov7-tiny", overrides={"backbone.elan_conv": "repconv",
+                                                            "backbone.swap_identity": True})
+    assert isinstance(model.backbone.stages[0][1].convs[1], RepConvN)
+    assert detforge.create_model("yolov7").neck.out_convs[0].identity is None  # 128→256: no identity
+
+
+@pytest.mark.parametrize("name", ["yolov7-tiny-decoupled", "yolov7-w6-decoupled"])
+def test_decoupled_head_on_yolov7_trunks(name):
+    model = detforge.create_model(name, num_classes=3)
+    out = model.train()(torch.rand(1, 3, 128, 128))
+    assert out.box.shape[-1] == 64 and out.cls.shape[-1] == 3
+    if name == "yolov7-tiny-decoupled":
+        _check_deploy(name, 64)
