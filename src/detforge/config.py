@@ -36,7 +36,7 @@ from detforge.registry import PARTS
 INJECTED = {
     "backbone": set(), "neck": {"in_channels"}, "head": {"in_channels", "strides"},
     # the auxiliary (training-only) heads read the neck's aux maps and share the lead head's classes/anchors
-    "aux": {"in_channels", "strides", "num_classes", "anchors"},
+    "aux": {"in_channels", "strides", "num_classes", "anchors", "reg_max"},
 }
 MODEL_NAME = re.compile(r"^(?P<family>[a-z]+\d+)(?P<scale>[nsmlx])(?P<variant>-[\w-]+)?$")
 

@@ -7,11 +7,13 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from detforge.config import INJECTED, ModelConfig, load_config, parse_override
 from detforge.errors import ConfigError
 from detforge.limits import short
+from detforge.models.aux import default_aux
 from detforge.models.detector import Detector
 from detforge.models.scaling import Scaling
 from detforge.registry import PARTS
@@ -60,8 +62,11 @@ def build_model(config: ModelConfig) -> Detector:
     if config.aux is not None:  # training-only auxiliary heads on the neck's aux maps (default: its outputs)
         wiring = {"in_channels": getattr(neck, "aux_channels", neck.out_channels), "strides": backbone.strides,
                   "num_classes": head.num_classes}
-        if hasattr(head, "anchors"):
+        if isinstance(getattr(head, "anchors", None), torch.Tensor):  # anchor-free heads have an anchors() method
             wiring["anchors"] = head.anchors.view(len(head.strides), -1).tolist()
+        if hasattr(head, "reg_max") and "reg_max" in inspect.signature(PARTS["aux"].get(config.aux.type)).parameters:
+            # an anchor-free aux head decodes like the lead: the same DFL bins
+            wiring["reg_max"] = head.reg_max
         model.aux = build_part("aux", config, scaling, **wiring)
     return model
 
@@ -72,11 +77,13 @@ def create_model(
     scale: str | None = None,
     overrides: dict[str, Any] | list[str] | None = None,
     names: list[str] | None = None,
+    aux: bool = False,
 ) -> Detector:
     """Build a detector from a packaged name (`yolov8n`, `yolov8s-p2`, ...) or a YAML file.
 
     `num_classes` sets `head.num_classes` (default: len(names) or the config's);
     `overrides` maps dotted keys to values, or is a list of `KEY=VALUE` strings as `--set` takes.
+    `aux`: give a model without an `aux:` part the default one (`models/aux.py`; training only).
     """
     if isinstance(overrides, list):
         overrides = dict(parse_override(text) for text in overrides)
@@ -86,4 +93,7 @@ def create_model(
         num_classes = num_classes or len(names)
     if num_classes is not None:
         overrides["head.num_classes"] = num_classes
-    return build_model(load_config(name_or_yaml, scale, overrides))
+    config = load_config(name_or_yaml, scale, overrides)
+    if aux and config.aux is None:
+        config = load_config(name_or_yaml, scale, {**overrides, "aux": default_aux(config)})
+    return build_model(config)

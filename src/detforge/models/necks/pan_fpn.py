@@ -20,6 +20,10 @@ class PANFPN(nn.Module):
     the top-down map of the next level, merged by a C2f. The coarsest backbone map feeds the
     bottom-up pass directly (as in YOLOv8).
 
+    `forward_with_aux` also returns the maps an auxiliary head reads (`train --aux`): the
+    top-down maps (level 0's output, the intermediate top-down maps, the coarsest backbone map),
+    `aux_channels` wide — the same place YOLOv7's neck feeds its auxiliary heads.
+
     Args:
         in_channels: channels of each input level (given by the backbone, already scaled).
         depth: base bottleneck repeats of each C2f.
@@ -55,12 +59,17 @@ class PANFPN(nn.Module):
         self.bottom_up = nn.ModuleList(C2f(out[i] + td_channels[i + 1], out[i + 1], n) for i in range(levels - 1))
         self.in_channels = list(in_channels)
         self.out_channels = out
+        self.aux_channels = td_channels
 
-    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward_with_aux(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(outputs, top-down maps for auxiliary heads)."""
         top_down = [features[-1]]
         for block, lateral in zip(self.top_down, reversed(features[:-1])):
             top_down.insert(0, block(torch.cat([self.upsample(top_down[0]), lateral], dim=1)))
         outputs = [top_down[0]]
         for down, block, coarser in zip(self.downsample, self.bottom_up, top_down[1:]):
             outputs.append(block(torch.cat([down(outputs[-1]), coarser], dim=1)))
-        return outputs
+        return outputs, top_down
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self.forward_with_aux(features)[0]
