@@ -20,6 +20,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from detforge.errors import WeightsError
 from detforge.io.weights import write_atomic
+from detforge.limits import short
 
 STATE_FORMAT = "detforge-train-state"
 
@@ -91,8 +92,15 @@ def save_train_state(path: str | Path, *, model: torch.nn.Module, ema, optimizer
     write_atomic(Path(path), safetensors_bytes(tensors, metadata=header))
 
 
-def load_train_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a training state file → (tensors, metadata). One-line WeightsError on any problem."""
+# What the trainer's `info` holds (key → type), checked before a resume touches anything.
+RESUME_INFO: dict[str, Any] = {"epoch": int, "best_fitness": (int, float), "epochs_without_gain": int,
+                               "loss_history": list, "train_config": dict}
+
+
+def load_train_state(path: str | Path,
+                     info: dict[str, Any] = RESUME_INFO) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a training state file → (tensors, metadata). One-line WeightsError on any problem, including
+    metadata without the keys (and types) a resume needs; `info`: what the saved `info` must hold."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no training state to resume from; check the run folder")
@@ -104,17 +112,71 @@ def load_train_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
         raise WeightsError(f"{path}: unreadable training state ({str(err).splitlines()[0]})") from None
     if header.get("format") != STATE_FORMAT:
         raise WeightsError(f"{path}: not a detforge training state file")
-    return tensors, json.loads(header["state"])
+    try:
+        meta = json.loads(header["state"])
+    except (KeyError, ValueError, RecursionError) as err:
+        raise _corrupt(path, f"metadata is not JSON: {short(str(err), 80)}") from None
+    problem = _meta_problem(meta, tensors, {**_META_SCHEMA, "info": info})
+    if problem:
+        raise _corrupt(path, problem)
+    meta["source"] = str(path)  # for the errors of restore_train_state
+    return tensors, meta
+
+
+# What the metadata must hold: key → required type (a dict means a nested mapping checked the same way).
+_META_SCHEMA: dict[str, Any] = {
+    "info": RESUME_INFO,
+    "optimizer": {"param_groups": list, "scalars": dict},
+    "rng": {"numpy": list, "python": list},
+    "ema_updates": int,
+    "scaler": (dict, type(None)),
+}
+
+
+def _meta_problem(meta: Any, tensors: dict[str, torch.Tensor], schema: dict = _META_SCHEMA, where: str = "") -> str:
+    """What is wrong with the metadata's shape ('' if nothing), checked before anything is restored."""
+    if not isinstance(meta, dict):
+        return f"{where or 'metadata'} is not a mapping"
+    for key, kind in schema.items():
+        if key not in meta:
+            return f"'{where}{key}' is missing"
+        problem = (_meta_problem(meta[key], tensors, kind, f"{where}{key}.") if isinstance(kind, dict) else
+                   "" if isinstance(meta[key], kind) and not isinstance(meta[key], bool) else
+                   f"'{where}{key}' is a {type(meta[key]).__name__}")
+        if problem:
+            return problem
+    if where:
+        return ""
+    if len(meta["rng"]["numpy"]) != 4 or len(meta["rng"]["python"]) != 3:
+        return "random generator states have the wrong length"
+    for key in ("rng.torch", "rng.numpy"):
+        if key not in tensors:
+            return f"tensor '{key}' is missing"
+    return ""
+
+
+def _corrupt(path: str | Path, problem: str) -> WeightsError:
+    return WeightsError(
+        f"{path}: corrupt training state ({problem}); it cannot be resumed — start a new run, e.g. with "
+        "--weights set to its last.safetensors"
+    )
 
 
 def restore_train_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, model: torch.nn.Module, ema,
                         optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> dict[str, Any]:
-    """Put model, EMA, optimizer, scaler and RNGs back; returns the saved `info`."""
-    model.load_state_dict(_unprefixed("model", tensors))
-    ema.ema.load_state_dict(_unprefixed("ema", tensors))
-    ema.updates = meta["ema_updates"]
-    optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["optimizer"]))
-    if scaler is not None and meta["scaler"] is not None:
-        scaler.load_state_dict(meta["scaler"])
-    set_rng_state(tensors, meta["rng"])
+    """Put model, EMA, optimizer, scaler and RNGs back; returns the saved `info`.
+
+    A state whose tensors do not fit (wrong shapes, a random-generator state of the wrong size) is a
+    one-line WeightsError naming the file, not a traceback."""
+    try:
+        model.load_state_dict(_unprefixed("model", tensors))
+        ema.ema.load_state_dict(_unprefixed("ema", tensors))
+        ema.updates = meta["ema_updates"]
+        optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["optimizer"]))
+        if scaler is not None and meta["scaler"] is not None:
+            scaler.load_state_dict(meta["scaler"])
+        set_rng_state(tensors, meta["rng"])
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError, OverflowError) as err:
+        problem = " ".join(str(err).split())
+        raise _corrupt(meta.get("source", "training state"), f"{err.__class__.__name__}: {short(problem, 160)}") from None
     return meta["info"]
