@@ -61,6 +61,8 @@ class RuntimeModel(nn.Module):
         self.nms = metadata.get("output") == "nms"
         self.config = None
         self.aux = None
+        # predict / val default their imgsz to the model's (detforge.models.provenance): the exported size
+        self.meta = {"source": source, "train": {"imgsz": max(self.imgsz)}}
         # A parameter gives the module a device and dtype, as code reading next(model.parameters()) expects.
         self.probe = nn.Parameter(torch.zeros(()), requires_grad=False)
 
