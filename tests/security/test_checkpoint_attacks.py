@@ -296,8 +296,17 @@ def test_huge_class_count_in_an_embedded_config(tmp_path, detforge_weights, num_
     assert peak.grown < 200 * MiB  # the 100k-class head is built on the meta device only
 
 
-def test_safetensors_header_is_checked_before_reading(tmp_path):
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        ({"dtype": "F32", "shape": [1 << 30], "data_offsets": [0, 4 << 30]}, "does not fit its data"),
+        ({"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]}, "malformed entry"),  # found by the fuzzer
+        ({"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]}, "malformed entry"),
+        ({"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "data section size"),
+    ],
+)
+def test_safetensors_header_is_checked_before_reading(tmp_path, entry, match):
     path = tmp_path / "liar.safetensors"
-    header = json.dumps({"w": {"dtype": "F32", "shape": [1 << 30], "data_offsets": [0, 4 << 30]}}).encode()
+    header = json.dumps({"w": entry}).encode()
     path.write_bytes(len(header).to_bytes(8, "little") + header + b"\x00" * 8)
-    one_line_error(detforge.load, path, match="does not fit its data")
+    one_line_error(detforge.load, path, match=match)

@@ -120,10 +120,11 @@ def read_safetensors_header(path: Path, limits: Limits = DEFAULT_LIMITS) -> dict
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        if not (isinstance(entry, dict) and entry.get("dtype") in _DTYPE_SIZES and isinstance(entry.get("shape"), list)
+        if not (isinstance(entry, dict) and isinstance(entry.get("dtype"), str) and entry["dtype"] in _DTYPE_SIZES
+                and isinstance(entry.get("shape"), list)
                 and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2
                 and len(entry["shape"]) <= limits.max_tensor_dims
-                and all(type(v) is int and v >= 0 for v in [*entry["shape"], *entry["data_offsets"]])):
+                and all(type(v) is int and 0 <= v < 1 << 62 for v in [*entry["shape"], *entry["data_offsets"]])):
             raise WeightsError(f"{path}: not a readable safetensors file (malformed entry {name[:80]!r})")
         begin, end = entry["data_offsets"]
         if end - begin != math.prod(entry["shape"]) * _DTYPE_SIZES[entry["dtype"]] or end > data_size:
