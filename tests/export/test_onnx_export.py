@@ -87,3 +87,31 @@ def test_caller_model_is_untouched(tmp_path):
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert np.isfinite(run_onnx(tmp_path / "m.onnx", torch.rand(1, 3, IMGSZ, IMGSZ)).numpy()).all()
+
+
+def test_model_with_aux_heads_exports_its_deployed_self(tmp_path):
+    import detforge
+
+    model = detforge.create_model("yolov8", scale="n", num_classes=3, aux=True,
+                                  overrides={"scales.n.width": 0.125}).eval()
+    path = model.export("onnx", output=tmp_path / "aux.onnx", imgsz=IMGSZ)
+    proto = onnx.load(str(path))
+    assert model.aux is not None, "the caller's model keeps its aux heads"
+    assert not any("aux" in init.name for init in proto.graph.initializer)
+    x = torch.rand(1, 3, IMGSZ, IMGSZ)
+    with torch.no_grad():
+        expected = model(x)
+    assert_close_output(run_onnx(path, x), expected)
+
+
+def test_anchor_based_yolov7_head_exports_with_dynamic_axes(tmp_path):
+    import detforge
+
+    model = detforge.create_model("yolov7-tiny", num_classes=3).eval()
+    assert not ExportGraph(model).lean  # IDetect decodes its own way: traced as it is
+    path = model.export("onnx", output=tmp_path / "v7.onnx", imgsz=IMGSZ, dynamic=True)
+    for shape in [(1, 3, 64, 64), (2, 3, 64, 96)]:
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            expected = model(x)
+        assert_close_output(run_onnx(path, x), expected)

@@ -32,7 +32,7 @@ def trivial_image():
     return image
 
 
-def test_int8_onnx_keeps_the_float_models_detections(data, tmp_path):
+def test_int8_onnx_keeps_the_float_models_detections(data, tmp_path, capsys):
     model = lively_model("decoupled")
     path = model.export("onnx", output=tmp_path / "m_int8.onnx", imgsz=IMGSZ, int8=True, data=data,
                         calibration_images=4)
@@ -52,6 +52,14 @@ def test_int8_onnx_keeps_the_float_models_detections(data, tmp_path):
     # each of the float model's top detections is found again by the INT8 model: same class, IoU > 0.8
     iou = box_iou(expected[:, :4], got[:, :4]) * (expected[:, None, 5] == got[None, :, 5])
     assert (iou.max(1).values > 0.8).all()
+
+    # detforge val on the INT8 file reports its mAP next to the float32 figure stored at export
+    from detforge.cli import main
+
+    code = main(["val", "--weights", str(path), "--data", str(data), "--imgsz", str(IMGSZ), "--batch", "2",
+                 "--workers", "0", "--no-plots", "--project", str(tmp_path / "runs")])
+    assert code == 0
+    assert "INT8 (int8-qdq, keep-fp32 head): mAP50-95" in capsys.readouterr().out
 
 
 def test_int8_openvino(data, tmp_path):
