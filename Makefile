@@ -41,7 +41,8 @@ bench: $(DEV)
 	$(PY) bench/train_throughput.py --json $(BENCH_OUT)/train.json
 	$(PY) bench/mosaic_diversity.py --json $(BENCH_OUT)/mosaic.json
 	$(PY) bench/predict_throughput.py --threads 1 2 --json $(BENCH_OUT)/predict.json
-	$(PY) bench/report.py $(addprefix $(BENCH_OUT)/,loader.json mosaic.json train.json predict.json)
+	$(PY) bench/deploy_latency.py --threads 2 --json $(BENCH_OUT)/deploy.json
+	$(PY) bench/report.py $(addprefix $(BENCH_OUT)/,loader.json mosaic.json train.json predict.json deploy.json)
 
 # The accuracy race: yolov8n from scratch, both frameworks, 3 seeds, two datasets (~4 h on 2 cores);
 # QUICK=1 for a 3-epoch, one-seed smoke run. Its table joins docs/benchmarks.md.

@@ -6,7 +6,10 @@ Ultralytics `YOLO("yolov8n.yaml")`) on the same random float32 batches `[B, 3, S
 alone, no decode/letterbox/NMS. Both ONNX files run in onnxruntime with the same session
 settings (all graph optimizations, the same thread count). Median ms/img of --repeats calls
 after warm-up; every row records the 1-minute load average before it (the machine is shared).
-Ratios are against the reference's ONNX Runtime row at the same batch.
+Ratios are against the reference's ONNX Runtime row at the same batch. `--json PATH` writes the
+raw samples as a bench/report.py section (`make bench` renders it into docs/benchmarks.md):
+detforge's fused eager model against the reference's, every exported backend against the
+reference's ONNX Runtime.
 
     python bench/deploy_latency.py [--imgsz 640] [--batch 1 8] [--repeats 5] [--threads 2] [--json PATH]
 """
@@ -19,11 +22,13 @@ import logging
 from pathlib import Path
 
 import torch
+from report import add_row, new_section, save_section
 
 import detforge
 from detforge.export.bench import DETFORGE_BACKENDS, run_bench, torch_backend
 
 REFERENCE = "Ultralytics onnxruntime"
+REFERENCE_EAGER = "Ultralytics eager (fused)"
 
 
 def reference_backends(imgsz: int, threads: int):
@@ -43,7 +48,7 @@ def reference_backends(imgsz: int, threads: int):
         session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         Path(onnx_path).unlink(missing_ok=True)
-        return {"Ultralytics eager (fused)": torch_backend(eager),
+        return {REFERENCE_EAGER: torch_backend(eager),
                 REFERENCE: lambda x: session.run(None, {name: x})}
 
     return backends
@@ -67,8 +72,31 @@ def main() -> None:
     report.add_ratios(REFERENCE)
     print(report.table())
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+        save_section(section(report, args), args.json)
+        args.json.with_suffix(".table.json").write_text(json.dumps(report.to_dict(), indent=2))
+
+
+def section(report, args) -> dict:
+    """The figures as a bench/report.py section: raw ms/img samples, detforge vs the matching reference row."""
+    out = new_section(
+        "deploy", "Deployment latency (model only)",
+        f"python bench/deploy_latency.py --imgsz {args.imgsz} --batch {' '.join(map(str, args.batch))} "
+        f"--threads {args.threads}",
+        f"YOLOv8n (80 classes, random init) on random [B, 3, {args.imgsz}, {args.imgsz}] float32 batches, the "
+        f"model alone (no decode/letterbox/NMS); {args.warmup} warm-up calls, then the backends take turns call "
+        f"by call; {args.threads} threads (torch, onnxruntime intra-op); both ONNX files in onnxruntime with "
+        "the same session settings; INT8 calibrated on 8 synthetic images",
+        ["detforge", "reference", "batch"], {"ms/img": False},
+        notes="Reference rows: Ultralytics' fused eager model and its own ONNX export (onnxruntime).")
+    rows = {(r.name, r.batch): r for r in report.rows}
+    for (name, batch), row in rows.items():
+        if name.startswith("Ultralytics") or not row.samples:
+            continue
+        ref_name = REFERENCE_EAGER if name.endswith(("eager", "fused")) else REFERENCE
+        ref = rows.get((ref_name, batch))
+        add_row(out, {"detforge": name.removeprefix("detforge "), "reference": ref_name, "batch": batch},
+                {"ms/img": {"detforge": row.samples, "reference": ref.samples if ref else []}})
+    return out
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ class Row:
     load_average: float
     note: str = ""
     ratio: float | None = None  # against the reference row of the same batch, when there is one
+    samples: list[float] = field(default_factory=list)  # ms/img of every timed call
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,9 +130,10 @@ def measure(run: Backend, batch: np.ndarray, repeats: int = 5, warmup: int = 2) 
 
 
 def measure_interleaved(runners: dict[str, Backend], batch: np.ndarray, repeats: int = 5, warmup: int = 2
-                        ) -> list[tuple[str, float, float]]:
-    """(name, median ms/img, load average) per runner; the timed calls take turns (one call of each
-    runner per round) so that a burst of load from other processes hits every backend alike."""
+                        ) -> list[tuple[str, float, float, list[float]]]:
+    """(name, median ms/img, load average, ms/img of each call) per runner; the timed calls take turns
+    (one call of each runner per round) so that a burst of load from other processes hits every
+    backend alike."""
     for run in runners.values():
         for _ in range(warmup):
             run(batch)
@@ -142,7 +144,8 @@ def measure_interleaved(runners: dict[str, Backend], batch: np.ndarray, repeats:
             start = time.perf_counter()
             run(batch)
             times[name].append(time.perf_counter() - start)
-    return [(name, statistics.median(t) * 1000 / len(batch), load) for name, t in times.items()]
+    return [(name, statistics.median(t) * 1000 / len(batch), load, [v * 1000 / len(batch) for v in t])
+            for name, t in times.items()]
 
 
 def torch_backend(model: torch.nn.Module) -> Backend:
@@ -215,7 +218,7 @@ def run_bench(model, model_name: str, imgsz: int = 640, batches=(1, 8), repeats:
                 if isinstance(run, str):
                     report.rows.append(Row(name, batch, None, repeats, load_average(), note=run))
             for row in measure_interleaved(available, x, repeats, warmup):
-                report.rows.append(Row(row[0], batch, row[1], repeats, row[2]))
+                report.rows.append(Row(row[0], batch, row[1], repeats, row[2], samples=row[3]))
                 if log is not None:
                     log(f"{row[0]} batch {batch}: {row[1]:.1f} ms/img (load {row[2]:.1f})")
     return report
