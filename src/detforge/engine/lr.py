@@ -42,7 +42,7 @@ class WarmupSchedule:
             if warm:
                 start = self.warmup_bias_lr if group.get("name") == "bias" else 0.0
                 lr = float(np.interp(iteration, points, [start, scheduled]))
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_mult", 1.0)  # per-branch multiplier (engine/optim.py)
             momentum = float(np.interp(iteration, points, [self.warmup_momentum, self.momentum])) if warm \
                 else self.momentum
             if "momentum" in group:

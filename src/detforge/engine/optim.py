@@ -1,5 +1,10 @@
 """Optimizer with three parameter groups: conv/linear weights (with weight decay), normalization
-weights and all biases (without — decaying them only fights the normalization)."""
+weights and all biases (without — decaying them only fights the normalization).
+
+Per-branch learning rates (`lr_mult: {box, cls, obj, backbone}`): each of the three groups is split
+further by branch, and a split group carries `lr_mult`, which the schedule (engine/lr.py) multiplies
+into every lr it sets. Which branch a parameter belongs to is read from its name (`branch_of`).
+"""
 
 from __future__ import annotations
 
@@ -14,20 +19,41 @@ log = logging.getLogger(__name__)
 NORM_LAYERS = (nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
+BRANCHES = ("box", "cls", "obj", "backbone")
+
+
+def branch_of(name: str) -> str | None:
+    """The lr_mult branch of a parameter by its name in the Detector: `backbone.*` → backbone; a head (or
+    aux head) module named `box_*`, `cls_*` or `obj_*` (box_branches, cls_branches, obj_preds) → that
+    branch. Everything else (neck, shared head convs, a coupled head's mixed convs) → None: lr as is."""
+    parts = name.split(".")
+    if parts[0] == "backbone":
+        return "backbone"
+    if parts[0] in ("head", "aux") and len(parts) > 1:
+        for branch in ("box", "cls", "obj"):
+            if parts[1].startswith(branch + "_"):
+                return branch
+    return None
+
+
 def parameter_groups(model: nn.Module) -> tuple[list, list, list]:
     """(decayed weights, normalization weights, biases) among trainable parameters."""
-    decay, norm, bias = [], [], []
-    for module in model.modules():
+    groups = branch_groups(model, by_branch=False)
+    return groups[("decay", None)], groups[("norm", None)], groups[("bias", None)]
+
+
+def branch_groups(model: nn.Module, by_branch: bool = True) -> dict[tuple[str, str | None], list]:
+    """{(kind, branch): trainable parameters}; kind is decay (conv/linear weights), norm (normalization
+    weights) or bias; branch is `branch_of` the parameter with `by_branch`, else None."""
+    groups: dict[tuple[str, str | None], list] = {(kind, None): [] for kind in ("bias", "decay", "norm")}
+    for module_name, module in model.named_modules():
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad:
                 continue
-            if name == "bias":
-                bias.append(param)
-            elif isinstance(module, NORM_LAYERS):
-                norm.append(param)
-            else:
-                decay.append(param)
-    return decay, norm, bias
+            kind = "bias" if name == "bias" else "norm" if isinstance(module, NORM_LAYERS) else "decay"
+            branch = branch_of(f"{module_name}.{name}") if by_branch else None
+            groups.setdefault((kind, branch), []).append(param)
+    return groups
 
 
 def resolve_auto(name: str, lr0: float, momentum: float, warmup_bias_lr: float, num_classes: int,
@@ -44,8 +70,19 @@ def resolve_auto(name: str, lr0: float, momentum: float, warmup_bias_lr: float, 
     return "adamw", round(0.002 * 5 / (4 + num_classes), 6), 0.9, 0.0
 
 
-def build_optimizer(model: nn.Module, name: str, lr0: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    decay, norm, bias = parameter_groups(model)
+def build_optimizer(model: nn.Module, name: str, lr0: float, momentum: float, weight_decay: float,
+                    lr_mult: dict[str, float] | None = None) -> torch.optim.Optimizer:
+    """Groups `bias`, `decay`, `norm` (lr0); with `lr_mult` ({box, cls, obj, backbone} → factor), a branch whose
+    factor is not 1 gets its own groups `decay/box`, ... carrying `lr_mult` (the schedule applies it)."""
+    mult = {k: float(v) for k, v in (lr_mult or {}).items() if float(v) != 1.0}
+    unknown = set(mult) - set(BRANCHES)
+    if unknown:
+        raise ConfigError(f"lr_mult.{sorted(unknown)[0]}: unknown branch; use {', '.join(BRANCHES)}")
+    groups = branch_groups(model, by_branch=bool(mult))
+    merged: dict[tuple[str, str | None], list] = {}
+    for (kind, branch), params in groups.items():  # branches without a multiplier stay in the plain groups
+        merged.setdefault((kind, branch if branch in mult else None), []).extend(params)
+    bias = merged.pop(("bias", None))
     if name == "sgd":
         optimizer = torch.optim.SGD(bias, lr=lr0, momentum=momentum, nesterov=True)
     elif name == "adamw":
@@ -53,8 +90,15 @@ def build_optimizer(model: nn.Module, name: str, lr0: float, momentum: float, we
     else:
         raise ConfigError(f"optimizer {name!r} is not supported; use sgd, adamw or auto")
     optimizer.param_groups[0]["name"] = "bias"
-    optimizer.add_param_group({"params": decay, "weight_decay": weight_decay, "name": "decay"})
-    optimizer.add_param_group({"params": norm, "weight_decay": 0.0, "name": "norm"})
-    log.debug("optimizer %s lr=%g: %d decayed weights, %d norm weights, %d biases",
-              name, lr0, len(decay), len(norm), len(bias))
+    for kind, branch in sorted(merged, key=lambda key: (key[1] is not None, key[1] or "", key[0])):
+        params = merged[(kind, branch)]
+        if branch is not None and not params:
+            continue
+        group = {"params": params, "weight_decay": weight_decay if kind == "decay" else 0.0,
+                 "name": kind if branch is None else f"{kind}/{branch}"}
+        if branch is not None:
+            group["lr_mult"] = mult[branch]
+        optimizer.add_param_group(group)
+    log.debug("optimizer %s lr=%g: %s", name, lr0,
+              ", ".join(f"{g['name']} {len(g['params'])}" for g in optimizer.param_groups))
     return optimizer

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detforge.data import AugmentConfig
 from detforge.errors import ConfigError
@@ -31,6 +31,7 @@ DEPRECATED_KEYS: dict[str, tuple[str, str]] = {
     "tal_alpha": ("assigner", "alpha"),
     "tal_beta": ("assigner", "beta"),
 }
+LR_BRANCHES = ("box", "cls", "obj", "backbone")  # lr_mult keys (engine/optim.py)
 _noticed: set[str] = set()  # deprecated keys already reported in this process
 
 
@@ -100,6 +101,20 @@ class TrainConfig(BaseModel):
     sync_bn: bool = False
     plots: bool = True
     logger: Literal["none", "tensorboard"] = "none"  # experiment tracker fed through the callbacks
+    probe_every: int = Field(0, ge=0, description="gradient-conflict probe every k steps (box vs class "
+                             "gradients on shared layers, engine/probe.py); 0 = off")
+    lr_mult: dict[str, float] = Field({}, description="per-branch learning-rate multipliers {box, cls, obj, "
+                                      "backbone} (engine/optim.py), e.g. lr_mult.cls=2")
+
+    @field_validator("lr_mult")
+    @classmethod
+    def _check_lr_mult(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, factor in value.items():  # a mapping, not a section: `box` alone stays the (deprecated) loss gain
+            if key not in LR_BRANCHES:
+                raise ConfigError(f"lr_mult.{key}: unknown branch; use {', '.join(LR_BRANCHES)}")
+            if not factor >= 0:
+                raise ConfigError(f"lr_mult.{key}: a multiplier must be >= 0 (got {factor})")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -175,7 +175,7 @@ class Trainer:
         name, lr0, momentum, bias_lr = resolve_auto(c.optimizer, c.lr0, c.momentum, c.warmup_bias_lr,
                                                     model.head.num_classes, iterations)
         weight_decay = c.weight_decay * c.batch * self.world * self.accumulate / c.nbs
-        optimizer = build_optimizer(model, name, lr0, momentum, weight_decay)
+        optimizer = build_optimizer(model, name, lr0, momentum, weight_decay, c.lr_mult)
         batches = len(self.train_loader)
         schedule = WarmupSchedule(optimizer, lr0, c.epochs, c.lrf, c.cos_lr,
                                   max(round(c.warmup_epochs * batches), 100) if c.warmup_epochs > 0 else 0,
@@ -183,9 +183,15 @@ class Trainer:
         return optimizer, schedule
 
     def build_callbacks(self) -> Callbacks:
-        """results.csv, plots (`plots`), the tracker (`logger`), then the user's callbacks."""
+        """The gradient probe (`probe_every`), results.csv, plots (`plots`), the tracker (`logger`), then the
+        user's callbacks."""
         c = self.config
-        callbacks: list[Callback] = [ResultsCsv()]
+        callbacks: list[Callback] = []
+        if c.probe_every:  # before results.csv: it adds the probe's columns to the epoch's row
+            from detforge.engine.probe import GradientProbe
+
+            callbacks.append(GradientProbe(c.probe_every))
+        callbacks.append(ResultsCsv())
         if c.plots:
             callbacks.append(TrainingPlots())
         if c.logger == "tensorboard":
