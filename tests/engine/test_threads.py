@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from detforge.engine.threads import ThreadTuner
+from detforge.engine.threads import ThreadTuner, threads_restored
 
 
 class FakeClocks:
@@ -85,3 +85,13 @@ def test_fixed_when_deterministic_or_not_cpu_or_set_by_the_user(monkeypatch):
     assert ThreadTuner.for_training(torch.device("cpu"), deterministic=False).candidates == [8]
     clocks = FakeClocks()
     assert set(run(clocks.tuner([3]), clocks, lambda n: (1.0, 0.1), 5)) == {3}
+
+
+def test_threads_restored_gives_the_count_back_also_on_errors():
+    torch.set_num_threads(2)
+    with pytest.raises(RuntimeError), threads_restored() as before:
+        assert before == 2
+        for _ in ThreadTuner([1]).steps(range(2)):
+            assert torch.get_num_threads() == 1
+        raise RuntimeError("a failed run")
+    assert torch.get_num_threads() == 2
