@@ -37,7 +37,7 @@ def test_opposed_objectives_fight_and_ratio_is_the_norm_ratio():
 
 
 def test_unreached_group_is_nan():
-    model, objective = toy()
+    _, objective = toy()
     other = nn.Linear(2, 2)
     out = gradient_conflict(objective, objective, {"other": list(other.parameters())})
     assert math.isnan(out["other"]["cos"])

@@ -77,7 +77,7 @@ def build_optimizer(model: nn.Module, name: str, lr0: float, momentum: float, we
     mult = {k: float(v) for k, v in (lr_mult or {}).items() if float(v) != 1.0}
     unknown = set(mult) - set(BRANCHES)
     if unknown:
-        raise ConfigError(f"lr_mult.{sorted(unknown)[0]}: unknown branch; use {', '.join(BRANCHES)}")
+        raise ConfigError(f"lr_mult.{min(unknown)}: unknown branch; use {', '.join(BRANCHES)}")
     groups = branch_groups(model, by_branch=bool(mult))
     merged: dict[tuple[str, str | None], list] = {}
     for (kind, branch), params in groups.items():  # branches without a multiplier stay in the plain groups

@@ -2,6 +2,7 @@
 
 from detforge.losses.detection import DetectionLoss
 from detforge.losses.dfl import dfl_loss
+from detforge.losses.objectness import ObjectnessLoss
 from detforge.losses.yolov7 import YOLOv7Loss
 
-__all__ = ["DetectionLoss", "YOLOv7Loss", "dfl_loss"]
+__all__ = ["DetectionLoss", "ObjectnessLoss", "YOLOv7Loss", "dfl_loss"]
