@@ -62,13 +62,14 @@ def test_int8_onnx_keeps_the_float_models_detections(data, tmp_path, capsys):
     assert "INT8 (int8-qdq, keep-fp32 head): mAP50-95" in capsys.readouterr().out
 
 
-def test_int8_openvino(data, tmp_path):
+def test_int8_openvino_with_a_rectangular_input(data, tmp_path):
     pytest.importorskip("openvino")
     model = lively_model("obj")
-    path = model.export("openvino", output=tmp_path / "ov" / "m.xml", imgsz=IMGSZ, int8=True, data=data,
-                        calibration_images=2, check=False)
+    path = model.export("openvino", output=tmp_path / "ov" / "m.xml", imgsz=(IMGSZ // 2, IMGSZ), int8=True,
+                        data=data, calibration_images=2, check=False)
     runtime = load_runtime(path)
-    x = torch.rand(1, 3, IMGSZ, IMGSZ)
+    assert runtime.imgsz == (IMGSZ // 2, IMGSZ)
+    x = torch.rand(1, 3, IMGSZ // 2, IMGSZ)
     with torch.no_grad():
         expected = model(x)
     assert (runtime(x)[..., 4:] - expected[..., 4:]).abs().max() < 0.05
