@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from detforge.data.preprocess import PREPROCESS
 from detforge.engine.validate import val
 from detforge.runs import next_run_dir
 
@@ -33,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-det", type=int, help="boxes kept per image (default: the training run's, else 300)")
     parser.add_argument("--coco-max-dets", type=int, default=100,
                         help="COCO's per-image cap when scoring (default 100, the COCO protocol)")
+    parser.add_argument("--preprocess", choices=sorted(PREPROCESS), default="detforge",
+                        help="how images become the network's input: detforge (default) or reference "
+                        "(Ultralytics val's input exactly, to compare a converted checkpoint's mAP with its own)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
     parser.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     result = val(args.weights, args.data, split=args.split, imgsz=args.imgsz, batch=args.batch, conf=args.conf,
                  iou=args.iou, max_det=args.max_det, coco_max_dets=args.coco_max_dets, device=args.device,
                  workers=args.workers, save_dir=save_dir, plots=not args.no_plots, save_json=args.save_json,
-                 progress=not args.json)
+                 progress=not args.json, preprocess=args.preprocess)
     summary = result.summary()
     from detforge.export.report import quantization_note
 

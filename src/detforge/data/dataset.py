@@ -24,6 +24,7 @@ import torch
 from detforge.data import augment as aug
 from detforge.data.augment import AugmentConfig
 from detforge.data.images import read_image
+from detforge.data.preprocess import Preprocess, get_preprocess
 from detforge.data.records import LabelStore
 
 LOGGER = logging.getLogger(__name__)
@@ -58,11 +59,14 @@ class DetectionDataset(torch.utils.data.Dataset):
     Training (`augment=True`, `rect=False`): mosaic (prob. `hyp.mosaic`) or a letterboxed
     image, random affine, optional mixup, HSV jitter and flips, output `imgsz x imgsz`.
     Validation (`augment=False`): letterbox only; with `rect=True` images are ordered by aspect
-    ratio and each batch gets the smallest stride-multiple shape that fits it.
+    ratio and each batch gets the smallest stride-multiple shape that fits it. `preprocess` (a
+    `Preprocess` or a preset name, data/preprocess.py) decides the decode, resized size and batch
+    padding of these letterboxed samples; "reference" reproduces Ultralytics' validation input.
     """
 
     def __init__(self, store: LabelStore, imgsz: int = 640, augment: bool = False, hyp: AugmentConfig | None = None,
-                 rect: bool = False, batch_size: int = 16, stride: int = 32, seed: int = 0) -> None:
+                 rect: bool = False, batch_size: int = 16, stride: int = 32, seed: int = 0,
+                 preprocess: str | Preprocess | None = None) -> None:
         if imgsz % stride:
             rounded = math.ceil(imgsz / stride) * stride
             LOGGER.warning("imgsz %d is not a multiple of stride %d; using %d", imgsz, stride, rounded)
@@ -75,6 +79,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.batch_size = batch_size
         self.stride = stride
         self.seed = seed
+        self.preprocess = get_preprocess(preprocess)
         self.mosaic_on = augment and not rect and self.hyp.mosaic > 0
         self.order = np.arange(len(store))
         self.batch_shapes = np.zeros((0, 2), dtype=np.int64)
@@ -104,7 +109,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         for start in range(0, len(aspect), self.batch_size):
             lo, hi = aspect[start:start + self.batch_size].min(), aspect[start:start + self.batch_size].max()
             rel = (hi, 1.0) if hi < 1 else (1.0, 1.0 / lo) if lo > 1 else (1.0, 1.0)
-            shapes.append([math.ceil(r * self.imgsz / self.stride) * self.stride for r in rel])
+            shapes.append([self.preprocess.rect_side(r, self.imgsz, self.stride) for r in rel])
         self.batch_shapes = np.array(shapes, dtype=np.int64).reshape(-1, 2)
 
     def __getitem__(self, key: int | SampleKey) -> Sample:
@@ -196,7 +201,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         path = self.store.path(index)
         w0, h0 = (int(v) for v in self.store.sizes[index])
         boxes, classes = self.store.labels(index)
-        image = read_image(path, shrink=ratio)
+        image = read_image(path, shrink=ratio if self.preprocess.reduced_decode else 1.0)
         if image is None:
             if path not in self._warned:
                 self._warned.add(path)
@@ -212,7 +217,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         """Long side to `imgsz`, centred in `shape` (h, w) with gray padding."""
         w0, h0 = (int(v) for v in self.store.sizes[index])
         ratio = min(self.imgsz / max(w0, h0), shape[0] / h0, shape[1] / w0)
-        image, boxes, classes = self._decode(index, ratio, (max(1, round(h0 * ratio)), max(1, round(w0 * ratio))))
+        image, boxes, classes = self._decode(index, ratio, self.preprocess.resized_shape(h0, w0, ratio, self.imgsz))
         out, _, (left, top) = aug.letterbox(image, shape, scaleup=False)
         boxes += np.array([left, top, left, top], dtype=np.float32)
         return Sample(out, boxes, classes, self.store.path(index), (h0, w0), (ratio, (float(left), float(top))))

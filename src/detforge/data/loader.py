@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, get_worker
 
 from detforge.data.augment import FILL, AugmentConfig
 from detforge.data.dataset import DetectionDataset, Sample, SampleKey
+from detforge.data.preprocess import Preprocess
 from detforge.data.scan import SplitLabels, load_split
 from detforge.data.spec import DatasetSpec, load_dataset_spec
 from detforge.errors import UnsafePathError
@@ -163,11 +164,13 @@ def seed_worker(worker_id: int) -> None:
 def build_dataloader(spec: DatasetSpec | str | Path, split: str = "train", imgsz: int = 640, batch_size: int = 16,
                      augment: bool = True, hyp: AugmentConfig | dict | None = None, workers: int = 2,
                      shuffle: bool = True, rect: bool = False, seed: int = 0, distributed: bool = False,
-                     stride: int = 32, use_cache: bool = True, progress: bool = True) -> DetectionLoader:
+                     stride: int = 32, use_cache: bool = True, progress: bool = True,
+                     preprocess: str | Preprocess | None = None) -> DetectionLoader:
     """A loader over `split` of `spec` (a DatasetSpec or a path `load_dataset_spec` accepts).
 
     Checks the split first (cached), logs its problem summary and writes the full list beside
     the cache; raises `DataError` if it has no usable images or labels with unknown class ids.
+    `preprocess`: how letterboxed (validation) samples are decoded and sized (data/preprocess.py).
     `rect=True` (validation) orders images by aspect ratio and pads each batch minimally; it
     turns mosaic off. `distributed=True` shards batches across the initialised process group.
     """
@@ -183,7 +186,7 @@ def build_dataloader(spec: DatasetSpec | str | Path, split: str = "train", imgsz
         LOGGER.warning("rect=True keeps images ordered by aspect ratio; shuffle is turned off")
         shuffle = False
     dataset = DetectionDataset(labels.store, imgsz=imgsz, augment=augment, hyp=hyp, rect=rect,
-                               batch_size=batch_size, stride=stride, seed=seed)
+                               batch_size=batch_size, stride=stride, seed=seed, preprocess=preprocess)
     workers = max(0, min(workers, math.ceil(len(dataset) / batch_size)))
     return DetectionLoader(
         dataset,

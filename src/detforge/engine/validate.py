@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from detforge.data import build_dataloader, load_dataset_spec
+from detforge.data.preprocess import Preprocess
 from detforge.device import select_device
 from detforge.errors import DataError
 from detforge.eval import evaluate
@@ -84,7 +85,8 @@ def _loss_ready(model: nn.Module) -> bool:
 
 def val(model, data, split: str = "val", imgsz: int | None = None, batch: int | None = None, conf: float | None = None,
         iou: float | None = None, max_det: int | None = None, coco_max_dets: int = 100, device: str = "cpu", workers: int = 2,
-        save_dir: str | Path | None = None, plots: bool = True, save_json: bool = False, progress: bool = True):
+        save_dir: str | Path | None = None, plots: bool = True, save_json: bool = False, progress: bool = True,
+        preprocess: str | Preprocess | None = None):
     """Evaluate `model` (a `Detector` or a weights path) on `split` of `data` (a data.yaml, COCO json,
     VOC folder); returns an `EvalResult`.
 
@@ -94,7 +96,9 @@ def val(model, data, split: str = "val", imgsz: int | None = None, batch: int | 
     of a run's weights reproduces the run's numbers; an explicit value wins. coco_max_dets:
     COCO's per-image cap when scoring (100 is the COCO protocol; 300 scores every kept box, as
     Ultralytics does). save_dir: where plots (`plots=True`) and `predictions.json` (`save_json=True`,
-    COCO results with the dataset's image and category ids) go.
+    COCO results with the dataset's image and category ids) go. preprocess: "detforge" (default) or
+    "reference" (Ultralytics' validation input, pixel for pixel: full JPEG decode, sizes rounded up,
+    half a stride more padding per rectangular batch; see data/preprocess.py and docs/predict.md).
     """
     detector = model if isinstance(model, nn.Module) else load_detector(model)
     spec = load_dataset_spec(data)
@@ -116,7 +120,8 @@ def val(model, data, split: str = "val", imgsz: int | None = None, batch: int | 
     device = select_device(device)
     stride = max(int(s) for s in detector.strides)
     loader = build_dataloader(spec, split=split, imgsz=imgsz, batch_size=batch, augment=False, rect=True,
-                              workers=workers, shuffle=False, stride=stride, progress=progress)
+                              workers=workers, shuffle=False, stride=stride, progress=progress,
+                              preprocess=preprocess)
     net = detector.to(device)
     with torch.inference_mode():
         result = run_validation(net, loader, spec.names, device, conf, iou, max_det, progress=progress)
