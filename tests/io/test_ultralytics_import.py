@@ -120,6 +120,11 @@ def test_import_matches_reference_outputs(reference):
     assert (decoded[..., 4:] - ref_decoded[..., 4:]).abs().max() <= 1e-4
 
 
+def test_detforge_load_reads_the_checkpoint_directly(reference):
+    path, _ = reference
+    assert detforge.load(path).state_dict().keys() == import_checkpoint(path).state_dict().keys()
+
+
 def test_convert_writes_loadable_safetensors(reference, tmp_path):
     path, ref = reference
     dst = tmp_path / "yolov8n.safetensors"

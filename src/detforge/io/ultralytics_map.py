@@ -22,7 +22,7 @@ import torch
 from detforge.errors import WeightsError
 from detforge.io.foreign import StandIn, checked_yaml, state_dict_from_standin
 from detforge.io.plain import MAX_STRING, check_class_count
-from detforge.io.weights import build_checked
+from detforge.io.weights import build_checked, build_skeleton
 from detforge.models.build import create_model
 from detforge.models.detector import Detector
 
@@ -201,8 +201,7 @@ def import_ultralytics(checkpoint: Any, path: str | Path) -> Detector:
     def make() -> Detector:
         return create_model(f"yolov8{scale}", num_classes=num_classes, names=names)
 
-    with torch.device("meta"):
-        skeleton = make()
+    skeleton = build_skeleton(make)
     reg_max = skeleton.head.reg_max
     state = _mapped_state(state_dict_from_standin(model), reg_max, path)
     if DFL_TARGET in skeleton.state_dict():

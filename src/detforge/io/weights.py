@@ -85,10 +85,21 @@ def _check_fits_config(model: Detector, tensors: dict[str, torch.Tensor], path: 
 
 @functools.lru_cache(maxsize=8)
 def _expected_shapes(config_json: str) -> dict[str, tuple[int, ...]]:
-    """State-dict shapes of a freshly built model (on the meta device: nothing allocated); cached."""
-    with torch.device("meta"):
-        model = build_model(validate_config(json.loads(config_json)))
+    """State-dict shapes of a freshly built model (on the meta device if it can: nothing allocated); cached."""
+    config = validate_config(json.loads(config_json))
+    model = build_skeleton(lambda: build_model(config))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def build_skeleton(make: Callable[[], Detector]) -> Detector:
+    """`make()` on the meta device (shapes, no memory); on CPU for a part that reads tensor values
+    while it is built (meta tensors have none) — configs are bounded before this is called."""
+    try:
+        with torch.device("meta"):
+            return make()
+    except NotImplementedError:
+        logger.debug("model cannot be built on the meta device; building it on the CPU to compare shapes")
+        return make()
 
 
 def read_safetensors_header(path: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
@@ -234,8 +245,7 @@ def build_checked(make: Callable[[], Detector], state: dict[str, torch.Tensor], 
     its shapes are compared with the tensors the file actually holds.
     """
     try:
-        with torch.device("meta"):
-            skeleton = make()
+        skeleton = build_skeleton(make)
     except DetforgeError as err:
         raise WeightsError(f"{source}: {err}") from None
     except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as err:
