@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--project", help="parent folder of runs (default runs/train)")
     p.add_argument("--weights", help="initial weights (.safetensors, or an Ultralytics .pt imported safely)")
     p.add_argument("--freeze", choices=["none", "backbone", "backbone+neck"])
+    p.add_argument("--aux", action="store_true", default=None,
+                   help="train with an auxiliary head and coarse-to-fine lead-guided labels (dropped on deploy)")
     p.add_argument("--optimizer", choices=["auto", "sgd", "adamw"])
     p.add_argument("--lr0", type=float)
     p.add_argument("--patience", type=int, help="stop after this many epochs without improvement (0 = never)")

@@ -31,7 +31,7 @@ REGISTRIES: dict[str, Registry] = {"assigner": ASSIGNERS, "loss": LOSSES}
 INJECTED = {"assigner": set(), "loss": {"model", "assigner"}}
 # Settings about the run rather than the recipe: a model's `train:` block may not set them.
 NOT_RECIPE = {"model", "data", "device", "name", "project", "exist_ok", "workers", "weights", "freeze", "overrides",
-              "seed", "deterministic", "plots", "logger", "sync_bn"}
+              "seed", "deterministic", "plots", "logger", "sync_bn", "aux"}
 
 
 def _arguments(kind: str, cls: type) -> type[BaseModel]:

@@ -32,6 +32,7 @@ MEANINGS = {
     "weights": "initial weights copied where names and shapes match (.safetensors or Ultralytics .pt)",
     "freeze": "none, backbone or backbone+neck: parts kept fixed",
     "overrides": "model config overrides KEY=VALUE (what --set head.reg_max=8 fills)",
+    "aux": "train with an auxiliary head and coarse-to-fine lead-guided labels (removed on deploy)",
     "optimizer": "auto, sgd or adamw (auto: AdamW for short runs, SGD for long ones)",
     "lr0": "initial learning rate",
     "lrf": "final learning rate as a fraction of lr0",

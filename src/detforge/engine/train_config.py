@@ -67,6 +67,7 @@ class TrainConfig(BaseModel):
     weights: str | None = None             # initial weights: detforge .safetensors or a converted checkpoint
     freeze: Literal["none", "backbone", "backbone+neck"] = "none"
     overrides: list[str] = []              # model config overrides, KEY=VALUE
+    aux: bool = False                      # train with an auxiliary head (the model's aux: part, else the default one)
 
     optimizer: Literal["auto", "sgd", "adamw"] = "auto"
     lr0: float = Field(0.01, gt=0)

@@ -45,6 +45,7 @@ from detforge.errors import RunFinishedError
 from detforge.eval import EvalResult
 from detforge.io.convert import load_detector
 from detforge.io.weights import save_weights, write_atomic
+from detforge.models.aux import default_aux
 from detforge.models.provenance import (
     read_training_settings,
     training_settings,
@@ -116,6 +117,7 @@ class Trainer:
     # ----------------------------------------------------------------- override points
     def build_model(self, names: list[str]) -> nn.Module:
         """A fresh model for the dataset's classes; from a weights file, its architecture and weights.
+        With `aux`, a model without an auxiliary part gets the default one (`models/aux.py`).
 
         Returns the plain Detector (not yet on the device, not DDP-wrapped).
         """
@@ -126,13 +128,15 @@ class Trainer:
             overrides = [parse_override(text) for text in c.overrides]  # --set head.reg_max=8 and the like
             for key, value in [("names", names), ("head.num_classes", len(names)), *overrides]:
                 set_by_path(config, key, value)
+            if c.aux and config.get("aux") is None:
+                config["aux"] = default_aux(validate_config(config, c.model))
             model = detforge.build_model(validate_config(config, c.model))
             if overrides:
                 log.info("%s: architecture changed by %s; tensors that no longer fit start fresh", c.model,
                          ", ".join(c.overrides))
             transfer_weights(model, source, c.model)
         else:
-            model = detforge.create_model(c.model, names=names, overrides=c.overrides)
+            model = detforge.create_model(c.model, names=names, overrides=c.overrides, aux=c.aux)
         if c.weights:
             transfer_weights(model, load_detector(c.weights), c.weights)
         freeze(model, c.freeze)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from detforge.config import INJECTED, ModelConfig, load_config, parse_override
+from detforge.config import INJECTED, ModelConfig, load_config, parse_override, part_defaults
 from detforge.errors import ConfigError
 from detforge.limits import short
 from detforge.models.aux import default_aux
@@ -63,7 +63,8 @@ def build_model(config: ModelConfig) -> Detector:
         wiring = {"in_channels": getattr(neck, "aux_channels", neck.out_channels), "strides": backbone.strides,
                   "num_classes": head.num_classes}
         if isinstance(getattr(head, "anchors", None), torch.Tensor):  # anchor-free heads have an anchors() method
-            wiring["anchors"] = head.anchors.view(len(head.strides), -1).tolist()
+            # from the config, not the buffer: a model built on the meta device has no values to read
+            wiring["anchors"] = config.head.kwargs.get("anchors", part_defaults("head", config.head.type)["anchors"])
         if hasattr(head, "reg_max") and "reg_max" in inspect.signature(PARTS["aux"].get(config.aux.type)).parameters:
             # an anchor-free aux head decodes like the lead: the same DFL bins
             wiring["reg_max"] = head.reg_max
