@@ -145,8 +145,10 @@ def validate_config(data: dict[str, Any], source: str = "<config>") -> ModelConf
         except ValidationError as err:
             accepted = [n for n in args.model_fields if n not in INJECTED[kind]] + ["type"]
             raise _format_error(source, kind, err, accepted) from None
+        unbounded = getattr(cls, "unbounded_args", ())  # counts that size nothing (a head's target_params)
         for key, value in part.kwargs.items():
-            check_sizes(value, f"{source}: {kind}.{key}", ConfigError)
+            if key not in unbounded:
+                check_sizes(value, f"{source}: {kind}.{key}", ConfigError)
     check_classes(config.num_classes, source, "head.num_classes", ConfigError)
     if config.names is not None and len(config.names) > MAX_CLASSES:
         raise ConfigError(f"{source}: names: {len(config.names):,} names, over the {MAX_CLASSES:,}-class limit")

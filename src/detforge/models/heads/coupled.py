@@ -8,14 +8,18 @@ from torch import nn
 
 from detforge.errors import ConfigError
 from detforge.models.heads.base import DetectionHead, class_bias_prior
-from detforge.models.heads.decoupled import BOX_BIAS, OBJ_PRIOR_LOGIT, conv_stack
+from detforge.models.heads.decoupled import BOX_BIAS, OBJ_PRIOR_LOGIT, conv_stack, matched_target
+from detforge.models.heads.matching import UNBOUNDED_ARGS, check_width_args, count_params, fit_width_mult, scaled
 from detforge.registry import register_head
 
 
 @register_head("coupled")
 class CoupledHead(DetectionHead):
     """Per level: `convs` 3×3 ConvBNAct of `width` channels (default max(c_P3, 4·reg_max)),
-    then one 1×1 conv with 4·reg_max + C (+ 1) outputs, split into box / class / objectness."""
+    then one 1×1 conv with 4·reg_max + C (+ 1) outputs, split into box / class / objectness.
+    `width_mult`, `match_params`, `target_params`: as for the decoupled head (models/heads/matching.py)."""
+
+    unbounded_args = UNBOUNDED_ARGS
 
     def __init__(
         self,
@@ -26,11 +30,21 @@ class CoupledHead(DetectionHead):
         convs: int = 2,
         width: int | None = None,
         objectness: bool = False,
+        width_mult: float = 1.0,
+        match_params: bool = False,
+        target_params: int | None = None,
     ):
         super().__init__(in_channels, strides, num_classes, reg_max)
         if convs < 0:
             raise ConfigError("head.convs must be ≥ 0")
-        width = width or max(in_channels[0], 4 * reg_max)
+        check_width_args(width_mult, target_params)
+        if match_params or target_params is not None:  # models/heads/matching.py
+            target = target_params or matched_target(in_channels, strides, num_classes, reg_max)
+            width_mult = fit_width_mult(
+                lambda f: count_params(lambda: CoupledHead(in_channels, strides, num_classes, reg_max, convs, width,
+                                                           objectness, f)), target, what="CoupledHead")
+        self.width_mult = width_mult
+        width = scaled(width or max(in_channels[0], 4 * reg_max), width_mult)
         self.has_objectness = objectness
         self.split_sizes = [4 * reg_max, num_classes] + ([1] if objectness else [])
         self.branches = nn.ModuleList(
