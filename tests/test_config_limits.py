@@ -28,6 +28,12 @@ def test_bad_overrides_are_one_line_config_errors(override, message):
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_config_too_big_to_allocate_is_refused_before_allocating():
+    overrides = ["head.num_classes=10000", "scales.n.width=8.0", "scales.n.max_channels=8192"]
+    with pytest.raises(ConfigError, match="2,816,768,000 parameters, over the 500,000,000 limit"):
+        detforge.create_model("yolov8n", overrides=overrides)
+
+
 def test_alias_bomb_in_a_config_is_refused_quickly(tmp_path):
     lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]

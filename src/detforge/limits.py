@@ -27,6 +27,7 @@ MAX_SCALE = 8.0  # a model scale's depth and width multipliers (YOLOv8x: 1.0, 1.
 MAX_CHANNELS = 8_192  # a model scale's channel cap (YOLOv8x: 512)
 MAX_PART_INT = 65_536  # any whole number among a model part's arguments (channels, reg_max, repeats)
 MAX_PART_ITEMS = 1_024  # any list among a model part's arguments
+MAX_PARAMS = 500_000_000  # parameters of a model built from a config (YOLOv7-E6E: 151M), counted on the meta device
 MAX_YAML_BYTES = 4 * 2**20  # a data.yaml, model or training config
 MAX_YAML_NODES = 200_000  # nodes of one YAML document with every alias expanded
 MAX_LABEL_FILE_BYTES = 8 * 2**20  # one YOLO label file (~100k boxes, or long polygons)

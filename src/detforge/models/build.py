@@ -12,7 +12,7 @@ from torch import nn
 
 from detforge.config import INJECTED, ModelConfig, load_config, parse_override, part_defaults
 from detforge.errors import ConfigError
-from detforge.limits import short
+from detforge.limits import MAX_PARAMS, short
 from detforge.models.aux import default_aux
 from detforge.models.detector import Detector
 from detforge.models.scaling import Scaling
@@ -39,6 +39,8 @@ def build_part(kind: str, config: ModelConfig, scaling: Scaling, **wiring: Any) 
         kwargs["scaling"] = scaling
     try:
         return cls(**kwargs)
+    except NotImplementedError:  # e.g. a meta-device build reading tensor data: not the config's fault
+        raise
     except (ValueError, TypeError, RuntimeError, ArithmeticError, IndexError, KeyError, AssertionError) as err:
         # well-typed but unworkable arguments (a negative width, a ratio that leaves no channels) are the
         # config's mistake, reported in one line like every other config error
@@ -97,4 +99,18 @@ def create_model(
     config = load_config(name_or_yaml, scale, overrides)
     if aux and config.aux is None:
         config = load_config(name_or_yaml, scale, {**overrides, "aux": default_aux(config)})
+    check_size(config)
     return build_model(config)
+
+
+def check_size(config: ModelConfig) -> None:
+    """Refuse a config whose model would hold more than MAX_PARAMS parameters, counted on the meta device
+    (nothing allocated) before the real build allocates them."""
+    try:
+        with torch.device("meta"):
+            params = sum(p.numel() for p in build_model(config).parameters())
+    except NotImplementedError:  # a part that computes with tensor data while built cannot be measured so
+        return
+    if params > MAX_PARAMS:
+        raise ConfigError(f"{config.source}: the model would have {params:,} parameters, over the "
+                          f"{MAX_PARAMS:,} limit; check its widths and depths")
