@@ -9,7 +9,13 @@ from torch import nn
 from detforge.errors import ConfigError
 from detforge.models.heads.base import DetectionHead, class_bias_prior
 from detforge.models.heads.decoupled import BOX_BIAS, OBJ_PRIOR_LOGIT, conv_stack, matched_target
-from detforge.models.heads.matching import UNBOUNDED_ARGS, check_width_args, count_params, fit_width_mult, scaled
+from detforge.models.heads.matching import (
+    UNBOUNDED_ARGS,
+    check_width_args,
+    count_params,
+    fit_width_mult,
+    scaled,
+)
 from detforge.registry import register_head
 
 

@@ -8,7 +8,13 @@ from torch import nn
 
 from detforge.errors import ConfigError
 from detforge.models.heads.base import DetectionHead, class_bias_prior
-from detforge.models.heads.matching import UNBOUNDED_ARGS, check_width_args, count_params, fit_width_mult, scaled
+from detforge.models.heads.matching import (
+    UNBOUNDED_ARGS,
+    check_width_args,
+    count_params,
+    fit_width_mult,
+    scaled,
+)
 from detforge.models.layers import ConvBNAct
 from detforge.registry import register_head
 
