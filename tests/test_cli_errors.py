@@ -111,6 +111,10 @@ CASES = [
     ("bench --model yolov8q", "yolov8q"),
     ("bench --batch 0", "--batch 0"),
     ("demo --epochs 0", "--epochs 0"),
+    ("ablate --data {data} --vary head=triple", "unknown head variant"),
+    ("ablate --data {data} --vary head", "expected KEY=V1,V2"),
+    ("ablate --data {data} --seeds a,b", "--seeds a,b"),
+    ("ablate --data {data} --epochs 0", "--epochs 0"),
     ("nonsense", "invalid choice"),
 ]
 

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "detforge.commands.predict",
     "detforge.commands.export",
     "detforge.commands.bench",
+    "detforge.commands.ablate",
 )
 
 
