@@ -42,6 +42,10 @@ def test_cli_export_writes_a_runnable_file(weights, tmp_path, capsys):
 
     assert load_runtime(out)(torch.rand(1, 3, IMGSZ, IMGSZ)).shape == (1, 84, 7)
 
+    # an exported file is not re-exported: one line pointing back at the weights
+    assert main(["export", "--weights", str(out), "--output", str(tmp_path / "again.onnx")]) == 2
+    assert "already an exported onnxruntime file" in capsys.readouterr().err
+
 
 def test_model_whose_deploy_keeps_aux_heads_is_refused(tmp_path):
     model = lively_model("decoupled")

@@ -35,6 +35,9 @@ def export(model, format: str = "onnx", output: str | Path | None = None, imgsz:
     check: with int8, score float and INT8 on `data`'s val split and warn on a drop > 1 point mAP50-95.
     """
     fmt = str(format).lower()
+    if getattr(model, "backend", None) is not None and not hasattr(model, "head"):
+        raise ExportError(f"{source}: already an exported {model.backend} file; export from the .safetensors "
+                          "weights it was made from")
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     if int8 and data is None:
