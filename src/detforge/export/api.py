@@ -10,7 +10,8 @@ FORMATS = {"onnx": ".onnx", "openvino": ".xml", "torchscript": ".torchscript"}
 
 
 def default_output(weights: str | Path | None, fmt: str, int8: bool = False) -> Path:
-    """`W.onnx` beside the weights file (`W_openvino/W.xml` for OpenVINO); `model.*` without one."""
+    """`W.onnx` beside the weights file (`W_openvino/W.xml` for OpenVINO, `W_int8.onnx` for INT8);
+    `model.*` in the working folder for a model not loaded from a file."""
     stem = Path(weights).stem if weights else "model"
     folder = Path(weights).parent if weights else Path(".")
     stem += "_int8" if int8 else ""
@@ -48,6 +49,7 @@ def export(model, format: str = "onnx", output: str | Path | None = None, imgsz:
         raise ExportError("--int8 and --half exclude each other; pick one")
     if nms and fmt == "torchscript":
         raise ExportError("--nms is for --format onnx or openvino; TorchScript keeps the [B, N, 4 + C] output")
+    weights = weights or (getattr(model, "meta", None) or {}).get("source")  # loaded from a file: export beside it
     path = Path(output) if output is not None else default_output(weights, fmt, int8)
     onnx_settings = {"imgsz": imgsz, "batch": batch, "dynamic": dynamic, "opset": opset, "simplify": simplify,
                      "nms": nms, "conf": conf, "iou": iou, "max_det": max_det, "agnostic": agnostic, "source": source}
