@@ -18,6 +18,7 @@ import torch
 from detforge.errors import UnsafeCheckpointError, WeightsError
 from detforge.io.convert import convert, import_checkpoint
 from detforge.io.weights import load
+from detforge.io.yolov7_map import model_from_state
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CFG = SHARED / "reference" / "yolov7" / "cfg"
@@ -180,3 +181,20 @@ def test_malicious_checkpoint_is_refused_before_anything_runs(reference, tmp_pat
     with pytest.raises(UnsafeCheckpointError, match="refused to unpickle"):
         convert(evil, tmp_path / "evil.safetensors")
     assert not marker.exists() and not (tmp_path / "evil.safetensors").exists()
+
+
+P6 = ("yolov7-w6", "yolov7-e6", "yolov7-d6", "yolov7-e6e")
+
+
+@pytest.mark.parametrize("layout", ["training", "deploy"])
+@pytest.mark.parametrize("name", [
+    "yolov7-tiny", "yolov7", "yolov7x", *(pytest.param(n, marks=pytest.mark.slow) for n in P6)])
+def test_every_model_and_layout_maps_strictly(reference, name, layout):
+    """The key map places every tensor of each reference model (shapes checked, all of ours filled)."""
+    model = build_reference(reference, name, layout, num_classes=3).half().float()  # as a checkpoint holds it
+    ours = model_from_state(model.state_dict(), f"{name}-{layout}", "leaky_relu" if "tiny" in name else "silu")
+    assert ours.config.name == name and ours.num_classes == 3
+    assert (ours.aux is not None) == (layout == "training" and name in P6)
+    assert (ours.head.implicit_a is not None) == (layout == "training")
+    if name == "yolov7-e6e":  # E-ELAN groups are sliced out of the reference's parallel ELANs
+        assert_parity(reference, model, ours, 128)

@@ -273,7 +273,27 @@ def import_yolov7(checkpoint: Any, path: str | Path) -> Detector:
     source = checkpoint.get("ema") if isinstance(checkpoint.get("ema"), StandIn) else checkpoint.get("model")
     if not isinstance(source, StandIn):
         raise WeightsError(f"{path}: no 'ema' or 'model' entry holding a model; not a YOLOv7 checkpoint")
-    reference = _reference_layers(state_dict_from_standin(source), path)
+    state = state_dict_from_standin(source)
+    num_classes = _detect_outputs(state, path)
+    return model_from_state(state, path, _activation(source, path), _class_names(source, num_classes))
+
+
+def _detect_outputs(state: dict[str, torch.Tensor], path: Path) -> int:
+    """Class count of the reference state dict's detection layer (0 when it has none)."""
+    reference = _reference_layers(state, path)
+    detect = reference[next(reversed(reference))] if reference else {}
+    if "anchor_grid" not in detect or "m.0.weight" not in detect:
+        return 0
+    anchors = detect["anchor_grid"].numel() // 2 // sum(1 for k in detect if re.fullmatch(r"m\.\d+\.weight", k))
+    return detect["m.0.weight"].shape[0] // max(anchors, 1) - 5
+
+
+def model_from_state(state: dict[str, torch.Tensor], path: str | Path, act: str = "silu",
+                     names: list[str] | None = None) -> Detector:
+    """The detforge model equal to a reference YOLOv7 state dict (`model.{index}.…` keys) whose
+    convs use activation `act` (YOLOv7-tiny: leaky_relu). Strict: see the module docstring."""
+    path = Path(path)
+    reference = _reference_layers(state, path)
     detect_index = next(reversed(reference), None)
     detect = reference.get(detect_index, {})
     name = DETECT_INDEX.get(detect_index)
@@ -296,11 +316,9 @@ def import_yolov7(checkpoint: Any, path: str | Path) -> Detector:
     }
     if "m2.0.weight" not in detect:
         overrides["aux"] = None
-    act = _activation(source, path)
     for part in ("backbone", "neck"):
         overrides[f"{part}.act"] = act
-    model = create_model(name, num_classes=num_classes, overrides=overrides,
-                         names=_class_names(source, num_classes))
+    model = create_model(name, num_classes=num_classes, overrides=overrides, names=names)
     _fill(model, yolov7_layout(model), reference, path)
     logger.debug("imported %s (%s layout, %d classes) from %s", name, "deploy" if deploy else "training",
                  num_classes, path)
