@@ -14,7 +14,10 @@ Two stages (Wang et al. 2022, "YOLOv7", and the OTA/SimOTA matching of Ge et al.
 
 A candidate cell may appear more than once (two gts of an image proposing the same cell with the
 same anchor); each appearance is a column of its own, as in the reference, and a matched
-duplicate is a positive twice. The whole batch is processed at once on `[B, M, K]` tensors.
+duplicate is a positive twice. Costs, IoUs and the conflict resolution are computed for the whole
+batch at once on `[B, M, K]` tensors; only the per-gt top-k runs per image (grouped by k), over
+exactly the image's candidates in the reference's order, so that equal-cost duplicates are
+broken as the reference breaks them.
 """
 
 from __future__ import annotations
@@ -155,7 +158,7 @@ class YOLOv7Assigner(nn.Module):
         k = iou.topk(min(topk, width), dim=-1).values.sum(-1).long().clamp(min=1)  # [B, M]
         cost = self._class_cost(pred, gt_labels) + self.iou_weight * -torch.log(iou + LOG_EPS)
         cost = cost.masked_fill(~pair_valid, float("inf"))
-        matched = self._dynamic_k(cost, k)
+        matched = self._dynamic_k(cost, k, counts, gt_mask.bool())
 
         positive = matched.any(1)  # [B, K]
         gt = matched.to(torch.uint8).argmax(1)
@@ -185,13 +188,24 @@ class YOLOv7Assigner(nn.Module):
         return negative[:, None] - at_label
 
     @staticmethod
-    def _dynamic_k(cost: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """`[B, M, K]` bool: each gt's k cheapest finite-cost slots, then one gt per slot (lowest cost)."""
-        widest = min(int(k.max()), cost.shape[-1])
-        values, indices = cost.sort(dim=-1, stable=True)  # equal costs: the earlier slot first
-        values, indices = values[..., :widest], indices[..., :widest]
-        take = (torch.arange(widest, device=cost.device) < k[..., None]) & values.isfinite()
-        matched = torch.zeros_like(cost, dtype=torch.bool).scatter_(-1, indices, take)
+    def _dynamic_k(cost: torch.Tensor, k: torch.Tensor, counts: torch.Tensor, gt_mask: torch.Tensor) -> torch.Tensor:
+        """`[B, M, K]` bool: each gt's k cheapest slots, then one gt per contested slot (lowest cost).
+
+        A cell proposed by two gts is two slots with equal cost, so which one a gt takes depends on
+        how `topk` breaks ties; taking it per image over exactly the image's slots, in the
+        reference's order, breaks them as the reference does (rows sharing a k go in one call).
+        """
+        matched = torch.zeros_like(cost, dtype=torch.bool)
+        for image, (count, ks, real) in enumerate(zip(counts.tolist(), k.tolist(), gt_mask.tolist())):
+            if count == 0:
+                continue
+            rows_by_k: dict[int, list[int]] = {}
+            for row, (value, is_real) in enumerate(zip(ks, real)):
+                if is_real:
+                    rows_by_k.setdefault(value, []).append(row)
+            for value, rows in rows_by_k.items():
+                picks = cost[image, rows, :count].topk(min(value, count), dim=-1, largest=False).indices
+                matched[image, torch.tensor(rows, device=cost.device)[:, None], picks] = True
         contested = matched.sum(1, keepdim=True) > 1  # [B, 1, K]
         cheapest = F.one_hot(cost.argmin(1), cost.shape[1]).transpose(1, 2).bool()  # [B, M, K]
         return torch.where(contested, cheapest, matched)
