@@ -198,3 +198,16 @@ def test_every_model_and_layout_maps_strictly(reference, name, layout):
     assert (ours.head.implicit_a is not None) == (layout == "training")
     if name == "yolov7-e6e":  # E-ELAN groups are sliced out of the reference's parallel ELANs
         assert_parity(reference, model, ours, 128)
+
+
+def test_predictor_reads_official_checkpoint(reference, tmp_path):
+    import numpy as np
+
+    from detforge.infer.predictor import Predictor
+
+    model = build_reference(reference, "yolov7-tiny", num_classes=2)
+    ckpt = save_like_trainer(reference, model, tmp_path / "tiny.pt", stripped=True)
+    predictor = Predictor(str(ckpt), imgsz=64, conf=1e-9)
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    result = predictor(image)[0]
+    assert predictor.names == ["thing0", "thing1"] and len(result.boxes) > 0
