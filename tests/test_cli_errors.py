@@ -115,6 +115,8 @@ CASES = [
     ("ablate --data {data} --vary head", "expected KEY=V1,V2"),
     ("ablate --data {data} --seeds a,b", "--seeds a,b"),
     ("ablate --data {data} --epochs 0", "--epochs 0"),
+    ("diagnose --weights {good} --data {data} --batches 0", "--batches 0"),
+    ("diagnose --weights {root}/missing.safetensors --data {data}", "missing.safetensors"),
     ("nonsense", "invalid choice"),
 ]
 

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "detforge.commands.export",
     "detforge.commands.bench",
     "detforge.commands.ablate",
+    "detforge.commands.diagnose",
 )
 
 
@@ -41,6 +42,7 @@ OPTION_RANGES: dict[str, tuple[float, float]] = {
     "classes": (0, MAX_CLASSES), "num_classes": (1, MAX_CLASSES), "val_fraction": (0.0, 1.0), "show": (0, 10**9),
     "lr0": (0.0, 10.0), "patience": (0, 1_000_000), "seed": (0, 2**32 - 1), "repeats": (1, 1_000_000),
     "warmup": (0, 1_000_000), "threads": (1, 1024), "calib_images": (1, 1_000_000), "opset": (7, 100),
+    "batches": (1, 1_000_000),
 }
 
 
