@@ -48,3 +48,8 @@ def test_alias_bomb_in_a_config_is_refused_quickly(tmp_path):
 
 def test_ordinary_anchors_still_work():
     assert parse_override("x={a: &a [1, 2], b: *a}") == ("x", {"a": [1, 2], "b": [1, 2]})
+
+
+def test_control_characters_in_yaml_are_one_line():
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_override("x=a\x00b")

@@ -38,7 +38,10 @@ def load_yaml(text: str, source: str, error: type[DetforgeError] = ConfigError) 
     """Parse one YAML document safely (only plain types, bounded size); `error(one line)` on any problem."""
     if len(text) > MAX_YAML_BYTES:
         raise error(f"{source}: {len(text):,} characters of YAML, over the {MAX_YAML_BYTES:,} limit")
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters already here
+    except yaml.YAMLError as err:
+        raise error(f"{source}: not valid YAML ({' '.join(str(err).split())[:200]}); fix its syntax") from None
     try:
         node = loader.get_single_node()
         if node is None:
