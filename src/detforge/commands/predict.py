@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "txt labels (--save-txt) and one JSON file per image (--save-json). Unreadable images are "
         "skipped with a warning.",
     )
-    parser.add_argument("--weights", required=True, help="a .safetensors file (or an Ultralytics .pt checkpoint)")
+    parser.add_argument("--weights", required=True,
+                        help="a .safetensors file, an Ultralytics .pt checkpoint, or an exported .onnx / OpenVINO .xml")
     parser.add_argument("--source", required=True, nargs="+",
                         help="image, folder, glob, video file, or .txt file with one path per line; several "
                         "may follow (--source a.jpg b.jpg, or a glob the shell expands)")

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(faster-coco-eval): mAP50-95, mAP50, mAP75, small/medium/large, per-class AP, and precision/"
         "recall/F1 at the best-F1 confidence. Writes PR, F1 and confusion-matrix plots to the run folder.",
     )
-    parser.add_argument("--weights", required=True, help="a .safetensors file (or an Ultralytics .pt checkpoint)")
+    parser.add_argument("--weights", required=True,
+                        help="a .safetensors file, an Ultralytics .pt checkpoint, or an exported .onnx / OpenVINO .xml")
     parser.add_argument("--data", required=True, help="data.yaml, COCO instances json, or VOC folder")
     parser.add_argument("--split", default="val", help="split to score (default val)")
     parser.add_argument("--imgsz", type=int,
