@@ -51,6 +51,11 @@ bench-accuracy: $(DEV)
 	$(PY) bench/accuracy_race.py $(if $(QUICK),--quick) --json $(BENCH_OUT)/accuracy.json
 	$(PY) bench/report.py $(addprefix $(BENCH_OUT)/,loader.json mosaic.json train.json predict.json accuracy.json)
 
+# The security fuzzers (tests/security) with a long budget shared out among them; `make test` runs them briefly.
+FUZZ_SECONDS ?= 600
+fuzz: $(DEV)
+	DETFORGE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest tests/security -p no:cacheprovider -q --durations=10
+
 lint: $(DEV)
 	$(VENV)/bin/ruff check src tests bench
 

@@ -53,3 +53,10 @@ def test_ordinary_anchors_still_work():
 def test_control_characters_in_yaml_are_one_line():
     with pytest.raises(ConfigError, match="not valid YAML"):
         parse_override("x=a\x00b")
+
+
+def test_flat_setting_into_a_non_section_is_one_line():
+    from detforge.engine.train_config import make_train_config
+
+    with pytest.raises(ConfigError, match="augment: is 28, not a section"):
+        make_train_config({"data": "x.yaml", "augment": 28, "mosaic": 0.5}, "t.yaml")

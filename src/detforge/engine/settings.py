@@ -16,6 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from detforge.errors import ConfigError
+from detforge.limits import short
+
 log = logging.getLogger(__name__)
 
 MEANINGS = {
@@ -167,6 +170,9 @@ def apply_aliases(values: dict[str, Any], model: type[BaseModel]) -> dict[str, A
         node = values
         for part in parents:
             child = node.get(part)
+            if not isinstance(child, (BaseModel, dict, type(None))):
+                raise ConfigError(f"{part}: is {short(child)}, not a section, so {leaf} cannot go in it; "
+                                  f"write {part}: {{{aliases[leaf].split('.')[-1]}: ...}}")
             child = child.model_dump() if isinstance(child, BaseModel) else dict(child or {})
             node[part] = child
             node = child

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from detforge.data import AugmentConfig
 from detforge.errors import ConfigError
-from detforge.limits import read_yaml
+from detforge.limits import read_yaml, short
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +150,8 @@ def make_train_config(values: dict[str, Any], source: str = "arguments") -> Trai
     keys). Flat names of nested settings (`mosaic` for `augment.mosaic`) are accepted where unambiguous."""
     from detforge.engine.settings import apply_aliases, suggestions
 
-    values = apply_aliases(values, TrainConfig)
     try:
-        config = TrainConfig.model_validate(values)
+        config = TrainConfig.model_validate(apply_aliases(values, TrainConfig))
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     except ValidationError as err:
@@ -163,7 +162,7 @@ def make_train_config(values: dict[str, Any], source: str = "arguments") -> Trai
             hint = f"did you mean {' or '.join(close)}? " if close else ""
             raise ConfigError(f"{source}: {key}: unknown training setting; {hint}"
                               "`detforge train --help-settings` lists them all") from None
-        raise ConfigError(f"{source}: {key}: {first['msg'].lower()} (got {first.get('input')!r})") from None
+        raise ConfigError(f"{source}: {key}: {first['msg'].lower()} (got {short(first.get('input'), 60)})") from None
     from detforge.engine.recipe import check_part  # the parts' registries sit above this module
 
     for kind in ("assigner", "loss"):
