@@ -17,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", required=True, help="a .safetensors file (or an Ultralytics .pt checkpoint)")
     parser.add_argument("--format", default="onnx", help="onnx (default), openvino or torchscript")
     parser.add_argument("--output", help="output file (default: beside the weights, e.g. W.onnx, W_openvino/W.xml)")
-    parser.add_argument("--imgsz", type=int, nargs="+", default=[640], metavar="SIZE",
-                        help="input size: one side or HEIGHT WIDTH, multiples of the stride (default 640)")
+    parser.add_argument("--imgsz", type=int, nargs="+", metavar="SIZE",
+                        help="input size: one side or HEIGHT WIDTH, multiples of the stride (default: the size the "
+                        "weights were trained at, else 640)")
     parser.add_argument("--batch", type=int, default=1, help="batch size of a fixed-shape export (default 1)")
     parser.add_argument("--dynamic", action="store_true", help="free batch, height and width axes")
     parser.add_argument("--nms", action="store_true", help="NonMaxSuppression in the graph: output [B, max_det, 6]")
@@ -48,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
         raise ExportError(f"unknown export format {args.format!r}; choose one of {', '.join(FORMATS)}")
     if args.int8 and not args.data:
         raise ExportError("--int8 needs calibration images: pass --data DATA (a data.yaml, COCO json or VOC folder)")
-    if len(args.imgsz) > 2:
+    if args.imgsz and len(args.imgsz) > 2:
         raise ExportError(f"--imgsz takes one size or HEIGHT WIDTH, not {len(args.imgsz)} numbers")
     model = load_detector(args.weights)
-    imgsz = args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
+    imgsz = None if not args.imgsz else args.imgsz[0] if len(args.imgsz) == 1 else tuple(args.imgsz)
     path = export(model, args.format, output=args.output, imgsz=imgsz, batch=args.batch, dynamic=args.dynamic,
                   nms=args.nms, half=args.half, int8=args.int8, data=args.data, opset=args.opset,
                   simplify=not args.no_simplify, conf=args.conf, iou=args.iou, max_det=args.max_det,

@@ -20,7 +20,7 @@ def default_output(weights: str | Path | None, fmt: str, int8: bool = False) -> 
     return folder / f"{stem}{FORMATS[fmt]}"
 
 
-def export(model, format: str = "onnx", output: str | Path | None = None, imgsz: int | tuple[int, int] = 640,
+def export(model, format: str = "onnx", output: str | Path | None = None, imgsz: int | tuple[int, int] | None = None,
            batch: int = 1, dynamic: bool = False, nms: bool = False, half: bool = False, int8: bool = False,
            data: str | Path | None = None, opset: int | None = None, simplify: bool = True,
            conf: float = 0.25, iou: float = 0.7, max_det: int = 300, agnostic: bool = False,
@@ -29,7 +29,7 @@ def export(model, format: str = "onnx", output: str | Path | None = None, imgsz:
     """Export the deployed `model` (copied; the caller's model is untouched) and return the written path.
 
     format: onnx | openvino | torchscript. imgsz, batch, dynamic: the input shape (dynamic frees
-    batch, height and width). nms: in-graph NonMaxSuppression → `[B, max_det, 6]` (ONNX, OpenVINO).
+    batch, height and width); imgsz defaults to the size the weights were trained at, else 640. nms: in-graph NonMaxSuppression → `[B, max_det, 6]` (ONNX, OpenVINO).
     half: float16 weights. int8: post-training static quantization with `calibration_images`
     images from `data`'s train split (ONNX: QDQ; OpenVINO: the QDQ graph compiled to INT8);
     keep_fp32: "head" keeps the heads' last convs and the decode float32, "none" quantizes all.
@@ -49,6 +49,10 @@ def export(model, format: str = "onnx", output: str | Path | None = None, imgsz:
         raise ExportError("--int8 and --half exclude each other; pick one")
     if nms and fmt == "torchscript":
         raise ExportError("--nms is for --format onnx or openvino; TorchScript keeps the [B, N, 4 + C] output")
+    if imgsz is None:
+        from detforge.models.provenance import default_imgsz
+
+        imgsz = default_imgsz(model, None)
     weights = weights or (getattr(model, "meta", None) or {}).get("source")  # loaded from a file: export beside it
     path = Path(output) if output is not None else default_output(weights, fmt, int8)
     onnx_settings = {"imgsz": imgsz, "batch": batch, "dynamic": dynamic, "opset": opset, "simplify": simplify,
