@@ -142,3 +142,14 @@ def test_decoupled_head_on_yolov7_trunks(name):
     assert out.box.shape[-1] == 64 and out.cls.shape[-1] == 3
     if name == "yolov7-tiny-decoupled":
         _check_deploy(name, 64)
+
+
+def test_bad_yolov7_settings_are_one_line_config_errors():
+    from detforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="head.anchors needs one list"):
+        detforge.create_model("yolov7-tiny", overrides={"head.anchors": [[10, 13]]})
+    with pytest.raises(ConfigError, match=r"yolov7-tiny.yaml: neck.down: input should be 'conv', 'mp'"):
+        detforge.create_model("yolov7-tiny", overrides={"neck.down": "avgpool"})
+    with pytest.raises(ConfigError, match="elan_depth ≥ 1"):
+        detforge.create_model("yolov7-tiny", overrides={"backbone.elan_depth": 0})

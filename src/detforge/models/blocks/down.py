@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from detforge.errors import ConfigError
 from detforge.models.layers import ConvBNAct
 
 DownKind = Literal["conv", "mp", "downc", "maxpool"]
@@ -57,6 +58,6 @@ def downsample(kind: DownKind, c_in: int, c_out: int, act: bool | str = True) ->
         return block
     if kind == "maxpool":
         if c_in != c_out:
-            raise ValueError(f"a maxpool down-sampler keeps the channels ({c_in}), it cannot give {c_out}")
+            raise ConfigError(f"a maxpool down-sampler keeps the channels ({c_in}), it cannot give {c_out}")
         return nn.MaxPool2d(2, 2)
-    raise ValueError(f"unknown down-sampler {kind!r}; use conv, mp, downc or maxpool")
+    raise ConfigError(f"unknown down-sampler {kind!r}; use conv, mp, downc or maxpool")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from detforge.errors import ConfigError
 from detforge.models.blocks.rep import ConvKind, rep_conv
 from detforge.models.layers import ConvBNAct
 
@@ -43,7 +44,8 @@ class ELAN(nn.Module):
         super().__init__()
         g, width = cardinality, width or hidden
         if depth < 1 or every < 1 or g < 1:
-            raise ValueError("ELAN needs depth ≥ 1, every ≥ 1 and cardinality ≥ 1")
+            raise ConfigError(f"{name}: an ELAN needs elan_depth ≥ 1, elan_every ≥ 1 and cardinality ≥ 1 "
+                              f"(got {depth}, {every}, {g})")
         self.cardinality = g
         self.stem_a = ConvBNAct(c_in, g * hidden, 1, act=act)
         self.stem_b = ConvBNAct(c_in, g * hidden, 1, act=act)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from detforge.errors import ConfigError
+
 
 @dataclass
 class AnchorHeadOutput:
@@ -67,7 +69,7 @@ class AnchorHead(nn.Module):
     def __init__(self, in_channels: list[int], strides: list[int], num_classes: int, anchors: list[list[float]]):
         super().__init__()
         if len(anchors) != len(in_channels) or any(len(a) % 2 or len(a) != len(anchors[0]) for a in anchors):
-            raise ValueError(
+            raise ConfigError(
                 f"head.anchors needs one list of (w, h) pairs per level ({len(in_channels)} levels), "
                 f"the same count on every level; got {anchors}"
             )

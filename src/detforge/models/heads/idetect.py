@@ -15,6 +15,7 @@ import math
 import torch
 from torch import nn
 
+from detforge.errors import ConfigError
 from detforge.models.blocks.implicit import ImplicitA, ImplicitM, fold_implicit
 from detforge.models.heads.anchor_base import AnchorHead
 from detforge.models.layers import ConvBNAct
@@ -81,7 +82,7 @@ class AuxAnchorHead(AnchorHead):
         super().__init__(in_channels, strides, num_classes, anchors)
         widths = list(widths or in_channels)
         if len(widths) != len(in_channels):
-            raise ValueError(f"aux.widths needs one width per level ({len(in_channels)}), got {widths}")
+            raise ConfigError(f"aux.widths needs one width per level ({len(in_channels)}), got {widths}")
         self.stems = nn.ModuleList(ConvBNAct(c, w, 3, act=act) for c, w in zip(in_channels, widths))
         self.preds = nn.ModuleList(nn.Conv2d(w, self.num_anchors * self.num_outputs, 1) for w in widths)
         for conv, stride in zip(self.preds, self.strides):
