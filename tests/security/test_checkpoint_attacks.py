@@ -123,6 +123,17 @@ def test_reduce_never_reaches_the_real_callables(tmp_path):
     assert load_checkpoint(path) is not torch._utils._rebuild_tensor_v2
 
 
+def test_expanded_view_cannot_amplify_a_storage(tmp_path):
+    """A 4-byte storage viewed as 2^40 elements with stride 0: refused before anyone copies it."""
+    body, storages = pay.tensor_pickle()
+    body = body.replace(pay.binint(2) + pay.P.TUPLE1 + pay.binint(1) + pay.P.TUPLE1,
+                        pay.P.LONG1 + b"\x06" + (1 << 40).to_bytes(6, "little") + pay.P.TUPLE1 + pay.binint(0)
+                        + pay.P.TUPLE1)
+    path = tmp_path / "expand.pt"
+    path.write_bytes(pay.torch_zip(pay.pickle_program(body), storages))
+    one_line_error(load_checkpoint, path, match="expanded view")
+
+
 def test_storage_size_must_match_its_member(tmp_path):
     body, _ = pay.tensor_pickle()
     path = tmp_path / "short.pt"

@@ -84,6 +84,9 @@ def rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_g
     if metadata not in (None, {}):
         raise RebuildError("tensor with extra metadata (conjugate/negative bits, subclasses)")
     numel = storage.flat.numel()
+    if math.prod(size) > numel:  # only overlapping (e.g. stride-0) views exceed their storage
+        raise RebuildError(f"tensor of {math.prod(size)} elements over a {numel}-element storage (an expanded "
+                           "view would allocate far more than the file holds once copied)")
     if 0 not in size:
         extent = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) + 1
         if extent > numel:
