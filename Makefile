@@ -39,17 +39,19 @@ bench: $(DEV)
 	mkdir -p $(BENCH_OUT)
 	$(PY) bench/data_throughput.py --json $(BENCH_OUT)/loader.json
 	$(PY) bench/train_throughput.py --json $(BENCH_OUT)/train.json
+	$(PY) bench/train_profile.py --json $(BENCH_OUT)/train_profile.json
 	$(PY) bench/mosaic_diversity.py --json $(BENCH_OUT)/mosaic.json
 	$(PY) bench/predict_throughput.py --threads 1 2 --json $(BENCH_OUT)/predict.json
+	$(PY) bench/converted_agreement.py --json $(BENCH_OUT)/converted.json
 	$(PY) bench/deploy_latency.py --threads 2 --json $(BENCH_OUT)/deploy.json
-	$(PY) bench/report.py $(addprefix $(BENCH_OUT)/,loader.json mosaic.json train.json predict.json deploy.json)
+	$(PY) bench/report.py $(addprefix $(BENCH_OUT)/,loader.json mosaic.json train.json train_profile.json predict.json converted.json deploy.json)
 
 # The accuracy race: yolov8n from scratch, both frameworks, 3 seeds, two datasets (~4 h on 2 cores);
 # QUICK=1 for a 3-epoch, one-seed smoke run. Its table joins docs/benchmarks.md.
 bench-accuracy: $(DEV)
 	mkdir -p $(BENCH_OUT)
 	$(PY) bench/accuracy_race.py $(if $(QUICK),--quick) --json $(BENCH_OUT)/accuracy.json
-	$(PY) bench/report.py $(addprefix $(BENCH_OUT)/,loader.json mosaic.json train.json predict.json accuracy.json)
+	$(PY) bench/report.py $(addprefix $(BENCH_OUT)/,loader.json mosaic.json train.json train_profile.json predict.json converted.json deploy.json accuracy.json)
 
 # The security fuzzers (tests/security) with a long budget shared out among them; `make test` runs them briefly.
 FUZZ_SECONDS ?= 600
