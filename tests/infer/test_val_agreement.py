@@ -80,7 +80,9 @@ def training_batch(samples, indices, rng) -> dict:
             "bboxes": torch.from_numpy(np.concatenate(boxes)).float()}
 
 
-def train_reference(data_root: Path, checkpoint: Path) -> Path:
+def train_reference(data_root: Path, checkpoint: Path, interpolation: int = cv2.INTER_AREA) -> Path:
+    """`interpolation`: how training images are shrunk to IMGSZ (bench/converted_agreement.py also
+    trains with Ultralytics' own INTER_LINEAR, to see a model used to the reference's input)."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     samples = []
@@ -88,7 +90,7 @@ def train_reference(data_root: Path, checkpoint: Path) -> Path:
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         scale = IMGSZ / max(image.shape[:2])
         image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
-                           interpolation=cv2.INTER_AREA)
+                           interpolation=interpolation)
         samples.append((image, np.loadtxt(data_root / "labels" / "train" / f"{path.stem}.txt", ndmin=2)))
     model = DetectionModel("yolov8n.yaml", nc=len(NAMES), verbose=False)
     model.names = dict(enumerate(NAMES))
