@@ -105,3 +105,4 @@ def test_standin_set_is_large_and_extreme(tmp_path: Path, photos) -> None:
     for label in (tmp_path / "out" / "labels" / "val").glob("*.txt"):
         _, x, y, w, h = map(float, label.read_text().split())
         assert (x, y) == pytest.approx((0.5, 0.5), abs=0.03)  # centred crops, whole pixels
+        assert 0 < w <= 1 and 0 < h <= 1
