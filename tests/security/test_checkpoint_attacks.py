@@ -177,6 +177,15 @@ def test_deflated_member_lying_about_its_size_stops_at_the_declared_size(tmp_pat
     one_line_error(load_checkpoint, path)
 
 
+def test_member_count_is_bounded_before_the_directory_is_read(tmp_path):
+    from detforge.io.limits import Limits
+
+    files = {str(i): b"" for i in range(50)}
+    path = _write(tmp_path / "many.pt", pay.torch_zip(pay.pickle_program(pay.P.NONE), files))
+    assert load_checkpoint(path) is None
+    one_line_error(load_checkpoint, path, (), Limits(max_members=20), match="declares 53 members")
+
+
 def test_allocation_bomb_is_refused_quickly(tmp_path):
     path = tmp_path / "alloc.pt"
     path.write_bytes(pay.torch_zip(pay.allocation_bomb()))

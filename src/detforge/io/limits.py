@@ -21,6 +21,8 @@ class Limits:
     max_compression_ratio: int = 50
     """Uncompressed / compressed size of a deflated archive member (torch itself stores members
     uncompressed; a zip bomb reaches ~1000)."""
+    max_members: int = 100_000
+    """Members of a checkpoint archive (torch writes one per storage plus a few records)."""
     max_pickle_bytes: int = 64 * MiB
     """Size of a checkpoint's data.pkl (the object graph, not the tensors)."""
     max_pickle_ops: int = 20_000_000

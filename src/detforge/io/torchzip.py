@@ -45,6 +45,7 @@ class TorchArchive:
         with self.path.open("rb") as fh:
             if fh.read(4) != ZIP_MAGIC:
                 raise WeightsError(f"{self.path}: not a torch zip checkpoint (does not start with a zip header)")
+            self._check_directory_size(fh)
         try:
             self._zip = zipfile.ZipFile(self.path)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
@@ -68,6 +69,29 @@ class TorchArchive:
         return WeightsError(f"{self.path}: {what}; not a torch checkpoint as torch.save writes it")
 
     # ------------------------------------------------------------------ structure
+    def _check_directory_size(self, fh) -> None:
+        """Bound the member count the end record declares before `zipfile` reads the directory."""
+        size = fh.seek(0, 2)
+        if size < 22:
+            raise self._error("too short for a zip archive")
+        fh.seek(size - 22)
+        tail = fh.read(22)
+        entries, directory = struct.unpack("<HL", tail[10:16]) if tail[:4] == _EOCD else (0, 0)
+        if (entries == 0xFFFF or directory == 0xFFFFFFFF) and size >= 98:  # zip64: read its end record
+            fh.seek(size - 42)
+            locator = fh.read(20)
+            if locator[:4] == b"PK\x06\x07":
+                (offset,) = struct.unpack("<Q", locator[8:16])
+                fh.seek(min(offset, size))
+                record = fh.read(56)
+                if len(record) == 56 and record[:4] == b"PK\x06\x06":
+                    entries, directory = struct.unpack("<QQ", record[32:48])
+        if entries > self.limits.max_members or directory > 46 * self.limits.max_members + (16 << 20):
+            raise WeightsError(
+                f"{self.path}: the archive declares {entries} members ({directory} directory bytes), "
+                f"more than the {self.limits.max_members} allowed; refusing to read it"
+            )
+
     def _check_structure(self) -> None:
         infos = self._zip.infolist()
         size = self.path.stat().st_size
