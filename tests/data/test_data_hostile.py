@@ -154,3 +154,9 @@ def test_voc_bombs_fifos_and_odd_sizes_are_reported(tmp_path, capsys):
     assert time.monotonic() - start < 10 and "Traceback" not in err
     assert "a.xml: malformed label: not valid XML" in out and "c.xml: malformed label: not valid XML" in out
     assert "is not finite" in out
+
+
+def test_duplicate_class_names_are_one_line(tmp_path, capsys):
+    data = write_yolo(tmp_path, {"train": [("a.png", IMAGE, "0 .5 .5 .5 .5\n")]}, names=["{}", "x", "{}"])
+    code, _, err = check(data, capsys)
+    assert code == 2 and "class name '{}' appears twice" in err and err.count("\n") == 1

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from detforge.data.problems import ProblemReport
 from detforge.errors import DataError
+from detforge.fsutil import printable
 from detforge.limits import read_yaml
 
 
@@ -31,6 +32,13 @@ class DatasetSpec:
     names: list[str]
     splits: dict[str, list[Path]]
     problems: ProblemReport = field(default_factory=ProblemReport)
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for name in self.names:  # per-class counts, tables and COCO categories are keyed by name
+            if name in seen:
+                raise DataError(f"{self.path}: class name {printable(name)!r} appears twice; names must be unique")
+            seen.add(name)
 
     @property
     def nc(self) -> int:
