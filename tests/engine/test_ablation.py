@@ -8,6 +8,8 @@ import pytest
 from detforge.cli import main
 from detforge.engine import ablation
 from detforge.engine.ablation import build_grid, parse_vary
+from detforge.engine.callbacks import Callback
+from detforge.engine.results import ResultsLog
 from detforge.errors import ConfigError
 
 
@@ -47,3 +49,29 @@ def test_ablate_grid_writes_table_and_plots_and_is_resumable(tiny_data, tiny_mod
     assert main(argv) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["map50_95"] for r in again["rows"]] == [r["map50_95"] for r in rows]
+
+
+def test_an_interrupted_variant_resumes(tiny_data, tiny_model, tmp_path, monkeypatch):
+    settings = {"epochs": 2, "imgsz": 64, "batch": 8, "workers": 0, "plots": False, "warmup_epochs": 0.5,
+                "deterministic": True}
+
+    class Kill(Callback):
+        def on_checkpoint_saved(self, trainer, epoch, path):
+            raise KeyboardInterrupt
+
+    original = ablation.Trainer.build_callbacks
+
+    def killing(self):
+        callbacks = original(self)
+        callbacks.add(Kill())
+        return callbacks
+
+    monkeypatch.setattr(ablation.Trainer, "build_callbacks", killing)
+    with pytest.raises(KeyboardInterrupt):
+        ablation.ablate(str(tiny_data), str(tiny_model), {"head": ["coupled"]}, [0], settings, str(tmp_path), "g")
+    folder = tmp_path / "g" / "head-coupled_seed0"
+    assert not (folder / "summary.json").exists() and (folder / "weights" / "last_state.safetensors").exists()
+    monkeypatch.setattr(ablation.Trainer, "build_callbacks", original)
+    result = ablation.ablate(str(tiny_data), str(tiny_model), {"head": ["coupled"]}, [0], settings, str(tmp_path), "g")
+    assert [r["epoch"] for r in ResultsLog(folder / "results.csv").rows()] == [1, 2]  # resumed, not redone
+    assert result.runs[0]["epochs"] == 2
