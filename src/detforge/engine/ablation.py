@@ -33,13 +33,13 @@ from typing import Any
 
 import torch
 
-import detforge
 from detforge.config import parse_override, set_by_path
 from detforge.engine.results import ResultsLog
 from detforge.engine.train_config import make_train_config
 from detforge.engine.trainer import Trainer
 from detforge.errors import ConfigError, RunFinishedError
 from detforge.eval.plots import new_figure, save_figure
+from detforge.io.convert import load_detector
 from detforge.io.weights import write_atomic
 from detforge.models.info import model_info
 from detforge.runs import next_run_dir
@@ -219,7 +219,7 @@ def summarize_run(folder: Path, variant: Variant, latency_runs: int = 5) -> dict
     imgsz = int(config["train"]["imgsz"])
     weights = folder / "weights" / ("best.safetensors" if (folder / "weights" / "best.safetensors").exists()
                                     else "last.safetensors")
-    model = detforge.load(weights)
+    model = load_detector(weights)
     info = model_info(model, imgsz)
     head = [p for p in info.parts if p.name.startswith("head.")]
     rows = ResultsLog(folder / "results.csv").rows()

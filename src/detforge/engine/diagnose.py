@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import detforge
 from detforge.data import build_dataloader
 from detforge.device import select_device
 from detforge.engine import recipe
@@ -27,6 +26,7 @@ from detforge.engine.probe import probe_batch
 from detforge.engine.validate import images_to_float
 from detforge.errors import ConfigError
 from detforge.eval.alignment import alignment_report, plot_alignment, positive_pairs
+from detforge.io.convert import load_detector
 from detforge.io.weights import write_atomic
 from detforge.models.heads.base import DetectionHead
 from detforge.models.provenance import default_imgsz, training_settings
@@ -45,7 +45,7 @@ def training_parts(model: torch.nn.Module) -> tuple[dict[str, Any], dict[str, An
 def diagnose(weights: str | Path, data: str | Path, split: str = "val", batches: int = 10, imgsz: int | None = None,
              batch: int = 8, device: str = "cpu", workers: int = 0, save_dir: str | Path | None = None) -> dict:
     """Probe + alignment report of `weights` on up to `batches` batches of `split`; see the module docstring."""
-    model = detforge.load(weights)
+    model = load_detector(weights)
     if not isinstance(model.head, DetectionHead):
         raise ConfigError(f"{weights}: diagnose needs an anchor-free head (coupled/hybrid/decoupled); "
                           f"{type(model.head).__name__} is anchor-based")

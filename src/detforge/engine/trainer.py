@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from torch import nn
 
-import detforge
 from detforge.config import parse_override, set_by_path, validate_config
 from detforge.data import build_dataloader, load_dataset_spec
 from detforge.device import select_device
@@ -46,6 +45,7 @@ from detforge.eval import EvalResult
 from detforge.io.convert import load_detector
 from detforge.io.weights import save_weights, write_atomic
 from detforge.models.aux import default_aux
+from detforge.models.build import build_model, create_model
 from detforge.models.provenance import (
     read_training_settings,
     training_settings,
@@ -130,13 +130,13 @@ class Trainer:
                 set_by_path(config, key, value)
             if c.aux and config.get("aux") is None:
                 config["aux"] = default_aux(validate_config(config, c.model))
-            model = detforge.build_model(validate_config(config, c.model))
+            model = build_model(validate_config(config, c.model))
             if overrides:
                 log.info("%s: architecture changed by %s; tensors that no longer fit start fresh", c.model,
                          ", ".join(c.overrides))
             transfer_weights(model, source, c.model)
         else:
-            model = detforge.create_model(c.model, names=names, overrides=c.overrides, aux=c.aux)
+            model = create_model(c.model, names=names, overrides=c.overrides, aux=c.aux)
         if c.weights:
             transfer_weights(model, load_detector(c.weights), c.weights)
         freeze(model, c.freeze)
@@ -407,7 +407,7 @@ class Trainer:
     def _finish(self, result: TrainResult) -> None:
         """Final validation of the best weights, the closing summary, then the callbacks' run end (plots)."""
         if result.best.exists():
-            best = detforge.load(result.best).to(self.device)
+            best = load_detector(result.best).to(self.device)
             final = run_validation(best, self.val_loader, self.names, self.device, self.config.val_conf,
                              self.config.val_iou, self.config.max_det)
             result.evaluation = final
@@ -464,7 +464,7 @@ def train_model(model: nn.Module, callbacks: list[Callback] | None = None, **set
     settings.setdefault("model", weights_source(model) or (model.config.name if model.config is not None else "model"))
     result = Trainer(make_train_config(settings), initial_model=model, callbacks=callbacks).train()
     if result.best.exists():
-        trained = detforge.load(result.best)
+        trained = load_detector(result.best)
         if trained.num_classes == model.num_classes:
             model.load_state_dict(trained.state_dict())
             model.names = trained.names
