@@ -60,3 +60,11 @@ def test_flat_setting_into_a_non_section_is_one_line():
 
     with pytest.raises(ConfigError, match="augment: is 28, not a section"):
         make_train_config({"data": "x.yaml", "augment": 28, "mosaic": 0.5}, "t.yaml")
+
+
+def test_unknown_setting_with_a_newline_in_its_name_stays_one_line():
+    from detforge.engine.train_config import make_train_config
+
+    with pytest.raises(ConfigError) as caught:
+        make_train_config({"data": "x.yaml", "augment": {"\nab": 1}}, "t.yaml")
+    assert "\n" not in str(caught.value) and "augment.\\nab" in str(caught.value)

@@ -160,3 +160,9 @@ def test_duplicate_class_names_are_one_line(tmp_path, capsys):
     data = write_yolo(tmp_path, {"train": [("a.png", IMAGE, "0 .5 .5 .5 .5\n")]}, names=["{}", "x", "{}"])
     code, _, err = check(data, capsys)
     assert code == 2 and "class name '{}' appears twice" in err and err.count("\n") == 1
+
+
+def test_a_root_path_too_long_to_look_at_uses_the_user_cache(tmp_path, capsys):
+    data = write_yolo(tmp_path, {"train": [("a.png", IMAGE, "0 .5 .5 .5 .5\n")]}, extra={"path": "x" * 300})
+    code, _, err = check(data, capsys)
+    assert "Traceback" not in err and err.count("\n") <= 1 and code == 2

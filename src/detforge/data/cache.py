@@ -63,10 +63,13 @@ def cache_path(root: Path, fmt: str, split: str) -> Path:
     """Where a split's cache goes: beside the dataset if that folder may be written, else the user cache."""
     name = f"{fmt}-{split}.npz"
     local = root / LOCAL_DIR
-    if local.is_symlink():  # planted by whoever made the dataset: never write through it
-        LOGGER.warning("%s is a symlink; not used for the label cache (remove it)", local)
-    elif (local.is_dir() and _writable(local)) or (not local.exists() and _writable(root)):
-        return local / name
+    try:
+        if local.is_symlink():  # planted by whoever made the dataset: never write through it
+            LOGGER.warning("%s is a symlink; not used for the label cache (remove it)", local)
+        elif (local.is_dir() and _writable(local)) or (not local.exists() and _writable(root)):
+            return local / name
+    except OSError:  # e.g. a root path too long to look at: use the user cache
+        pass
     digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
     return user_cache_dir() / f"{root.name}-{digest}" / name
 

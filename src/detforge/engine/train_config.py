@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from detforge.data import AugmentConfig
 from detforge.errors import ConfigError
+from detforge.fsutil import printable
 from detforge.limits import read_yaml, short
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ def make_train_config(values: dict[str, Any], source: str = "arguments") -> Trai
         raise ConfigError(f"{source}: {err}") from None
     except ValidationError as err:
         first = err.errors()[0]
-        key = ".".join(map(str, first["loc"]))
+        key = printable(".".join(map(str, first["loc"])))  # keys come from files: one line whatever they hold
         if first["type"] == "extra_forbidden":
             close = suggestions(key, TrainConfig)
             hint = f"did you mean {' or '.join(close)}? " if close else ""

@@ -105,7 +105,12 @@ def split_images(spec: DatasetSpec, split: str) -> list[Path]:
     """Every image of a split: folders are searched recursively, .txt files list one image per line."""
     images: list[Path] = []
     for source in spec.require_split(split):
-        if source.is_dir():
+        try:
+            kind = source.is_dir()
+        except OSError as err:  # e.g. a name too long to look at
+            raise DataError(f"{spec.path}: {split}: {short(str(source), 80)} cannot be used ({err.strerror}); "
+                            f"fix the path in {spec.path.name}") from None
+        if kind:
             images += [p for p in source.rglob("*") if is_image(p) and p.is_file()]
         elif source.is_file() and source.suffix.lower() == ".txt":
             for line in source.read_text(encoding="utf-8-sig").splitlines():
