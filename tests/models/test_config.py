@@ -139,3 +139,11 @@ def test_user_registered_part_builds_from_yaml(tmp_path):
     assert model.eval()(torch.rand(1, 3, 64, 64)).shape == (1, 84, 7)
     with pytest.raises(ConfigError, match="backbone.width"):
         detforge.create_model(path, overrides={"backbone.width": "wide"})
+
+
+@pytest.mark.parametrize("override", ["backbone.stage_channels=[0,0,0,0]", "head.reg_max=0",
+                                      "backbone.stem_channels=0"])
+def test_a_layer_without_channels_is_a_config_error_not_a_torch_crash(override):
+    # found by tests/security's `--set` fuzzer: these built and then failed inside conv2d
+    with pytest.raises(ConfigError, match="zero-sized .* must be at least 1"):
+        detforge.create_model("yolov8n", overrides=[override])

@@ -71,7 +71,19 @@ def build_model(config: ModelConfig) -> Detector:
             # an anchor-free aux head decodes like the lead: the same DFL bins
             wiring["reg_max"] = head.reg_max
         model.aux = build_part("aux", config, scaling, **wiring)
+    _refuse_empty_layers(model, config)
     return model
+
+
+def _refuse_empty_layers(model: Detector, config: ModelConfig) -> None:
+    """A layer with no channels (a 0 in a channel list, reg_max 0) builds but fails deep inside torch
+    on the first forward; name it now."""
+    for name, parameter in model.named_parameters():
+        if parameter.numel() == 0:
+            raise ConfigError(
+                f"{config.source}: {name.rsplit('.', 1)[0]} has a zero-sized {list(parameter.shape)} weight; "
+                "every channel count, width and reg_max must be at least 1"
+            )
 
 
 def create_model(
