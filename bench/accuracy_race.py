@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import yaml
+
 from data_throughput import private_copy
 from report import add_row, new_section, render_table, save_section
 

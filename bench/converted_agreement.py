@@ -73,7 +73,8 @@ def main() -> int:
     helpers.STEPS = args.steps
     section = new_section(
         "converted", "Converted-model agreement on large photos", "python bench/converted_agreement.py",
-        f"YOLOv8n trained {args.steps} steps with Ultralytics' loss on the large-photo stand-in (bench/large_photos.py; "
+        f"YOLOv8n trained {args.steps} steps with Ultralytics' loss on the large-photo stand-in "
+        "(bench/large_photos.py; "
         f"training images shrunk with {args.train_resize} interpolation), "
         f"converted; val split at {helpers.IMGSZ} px, conf 0.001, IoU 0.7, 300 boxes, rect batches of 16; "
         "mAP50-95 in points; the reference column is the same in every row.",

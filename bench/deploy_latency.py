@@ -22,10 +22,10 @@ import logging
 from pathlib import Path
 
 import torch
-from report import add_row, new_section, save_section
 
 import detforge
 from detforge.export.bench import DETFORGE_BACKENDS, run_bench, torch_backend
+from report import add_row, new_section, save_section
 
 REFERENCE = "Ultralytics onnxruntime"
 REFERENCE_EAGER = "Ultralytics eager (fused)"

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from report import add_row, new_section, render_table, save_section
 
 ROOT = Path(__file__).resolve().parents[1]

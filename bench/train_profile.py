@@ -4,7 +4,8 @@ backward, optimizer step, EMA (yolov8n, batch 16, default augmentation, BCCD).
 The phases are timed by wrapping, in this script only, what each trainer calls (neither trainer is
 changed): the train loader's `next()` (loader wait), the model's forward, the loss and, inside it,
 the TAL assigner, `Tensor.backward`, the optimizer step (unscale, clip, step, zero_grad) and the EMA
-update (these two per optimizer step: both accumulate to a nominal batch of 64); "other" is the rest of the step (moving the batch, the LR schedule, logging). Nested phases
+update (these two per optimizer step: both accumulate to a nominal batch of 64); "other" is the rest
+of the step (moving the batch, the LR schedule, logging). Nested phases
 count exclusively (the loss row excludes the assigner, the optimizer row excludes EMA). A step runs
 from one batch request to the next.
 

@@ -16,6 +16,7 @@ names, ...) so a file name cannot add lines to a report or drive the terminal.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -76,10 +77,8 @@ def write_atomic(path: str | Path, data: bytes | str, within: str | Path | None 
                 os.fsync(fh.fileno())
             os.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dir_fd)
-            except OSError:
-                pass
             raise
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
@@ -103,10 +102,8 @@ def _open_folder(folder: Path, within: Path | None) -> int:
     try:
         for part in parts:
             where = where / part
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.mkdir(part, dir_fd=fd)
-            except FileExistsError:
-                pass
             try:
                 next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as err:

@@ -20,8 +20,8 @@ def rect_image(width: int, height: int, box: tuple[int, int, int, int], value: i
 
 def yolo_line(cls: int, box: tuple[float, float, float, float], width: int, height: int) -> str:
     x1, y1, x2, y2 = box
-    return f"{cls} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} " \
-           f"{(y2 - y1) / height:.6f}\n"
+    return (f"{cls} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} "
+            f"{(y2 - y1) / height:.6f}\n")
 
 
 def write_yolo(root: Path, splits: dict[str, list[tuple[str, np.ndarray | bytes | None, str | None]]],

@@ -43,7 +43,8 @@ def test_non_utf8_image_names_are_loaded_and_written(tmp_path, capsys):
     code, out, _ = check(data, capsys)
     assert code == 0 and " 2 " in out
     labels = load_split(load_dataset_spec(data), "train", use_cache=True)
-    assert name in [Path(p).name for p in labels.store.paths] and load_split(load_dataset_spec(data), "train").from_cache
+    assert name in [Path(p).name for p in labels.store.paths]
+    assert load_split(load_dataset_spec(data), "train").from_cache
     assert read_image(str(data.parent / "images" / "train" / name)).mean() == 255  # OpenCV would crash the process
     assert save_rgb(IMAGE, tmp_path / "out" / name).stat().st_size > 0
 
@@ -68,7 +69,8 @@ def test_a_fifo_as_label_file_does_not_hang(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    ({"nc": 10**12, "names": None}, f"nc = 1000000000000; expected a whole number of classes from 1 to {MAX_CLASSES:,}"),
+    ({"nc": 10**12, "names": None},
+     f"nc = 1000000000000; expected a whole number of classes from 1 to {MAX_CLASSES:,}"),
     ({"nc": -3}, "nc = -3"),
     ({"names": [str(i) for i in range(MAX_CLASSES + 1)]}, "over the 10,000-class limit"),
     ({"names": ["x" * 5000]}, "a class name is over 1,000 characters"),

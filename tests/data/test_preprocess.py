@@ -79,6 +79,8 @@ def test_presets_and_rules() -> None:
     ref, ours = PREPROCESS["reference"], PREPROCESS["detforge"]
     assert ref.resized_shape(401, 1213, IMGSZ / 1213, IMGSZ) == (53, 160)  # ceil(52.9)
     assert ours.resized_shape(401, 1213, IMGSZ / 1213, IMGSZ) == (53, 160)
-    assert ref.resized_shape(667, 2000, 0.16, 320) == (107, 320) and ours.resized_shape(667, 2000, 0.16, 320) == (107, 320)
-    assert ref.resized_shape(101, 1000, 0.16, 160) == (17, 160) and ours.resized_shape(101, 1000, 0.16, 160) == (16, 160)
+    assert ref.resized_shape(667, 2000, 0.16, 320) == (107, 320)
+    assert ours.resized_shape(667, 2000, 0.16, 320) == (107, 320)
+    assert ref.resized_shape(101, 1000, 0.16, 160) == (17, 160)
+    assert ours.resized_shape(101, 1000, 0.16, 160) == (16, 160)
     assert ref.rect_side(1 / 3, 640, 32) == 256 and ours.rect_side(1 / 3, 640, 32) == 224

@@ -17,7 +17,8 @@ def test_grid_axes_and_changes():
     grid = build_grid(parse_vary(["match=off,on", "head=coupled,decoupled-obj"]), [0, 1])
     assert len(grid) == 8 and grid[0].folder == "match-off_head-coupled_seed0"
     obj_matched = next(v for v in grid if v.values == {"match": "on", "head": "decoupled-obj"} and v.seed == 1)
-    assert obj_matched.model_overrides[0].startswith("head=") and "head.match_params=true" in obj_matched.model_overrides
+    assert obj_matched.model_overrides[0].startswith("head=")
+    assert "head.match_params=true" in obj_matched.model_overrides
     assert obj_matched.settings == {"loss": {"type": "yolox_obj"}}
     assert build_grid({"lr_mult.cls": ["2"], "aux": ["on"]}, [0])[0].settings == {"lr_mult": {"cls": 2}, "aux": True}
     with pytest.raises(ConfigError, match="given twice"):

@@ -52,7 +52,7 @@ def test_no_predictions_score_zero():
 def test_shifted_box_scores_fraction_of_thresholds_passed(shift):
     # A 100x100 box against a copy moved `shift` px right: IoU = (100 - shift) / (100 + shift).
     iou = (100 - shift) / (100 + shift)
-    expected = float(np.mean(COCO_IOU_THRESHOLDS <= iou))
+    expected = float(np.mean(iou >= COCO_IOU_THRESHOLDS))
     r = evaluate([pred(1, [[shift, 0, 100 + shift, 100]], [0.8], [0])], [gt(1, [[0, 0, 100, 100]], [0])], NAMES)
     s = r.summary()
     assert pairwise_iou(np.array([[0, 0, 100, 100.0]]), np.array([[shift, 0, 100 + shift, 100.0]]))[0, 0] == (

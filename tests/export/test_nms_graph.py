@@ -17,9 +17,10 @@ from onnx import TensorProto, helper
 
 def nms_only_graph(classes: int, opset: int, **settings):
     """A graph that is just `output0 = Identity(images)` with NMS appended: it tests the NMS part alone."""
+    shape = ["batch", "n", 4 + classes]
     graph = helper.make_graph([helper.make_node("Identity", ["images"], ["output0"])], "nms",
-                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", "n", 4 + classes])],
-                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", "n", 4 + classes])])
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, shape)])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     proto = append_nms(proto, opset, **settings)
     onnx.checker.check_model(proto, full_check=True)
@@ -64,7 +65,7 @@ def test_exported_model_with_nms(tmp_path):
         expected = non_max_suppression(model(x), 0.3, 0.7, 50)
     assert got.shape == (2, 50, 6)
     for g, e in zip(got, expected):
-        assert 0 < len(e) and (g[:, 4] > 0).sum() == len(e)
+        assert len(e) > 0 and (g[:, 4] > 0).sum() == len(e)
         np.testing.assert_array_equal(np.sort(g[: len(e), 5]), np.sort(e[:, 5].numpy()))
         np.testing.assert_allclose(np.sort(g[: len(e), 4]), np.sort(e[:, 4].numpy()), rtol=1e-3, atol=1e-4)
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}

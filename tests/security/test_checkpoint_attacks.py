@@ -303,7 +303,8 @@ def test_wrong_metadata_types_in_safetensors(tmp_path, detforge_weights, key, va
 
 
 @pytest.mark.parametrize(
-    ("num_classes", "match"), [(10**9, "out of range"), (100_000, "at most 65,536"), (9_000, "expects"), (0, "num_classes")]
+    ("num_classes", "match"),
+    [(10**9, "out of range"), (100_000, "at most 65,536"), (9_000, "expects"), (0, "num_classes")],
 )
 def test_huge_class_count_in_an_embedded_config(tmp_path, detforge_weights, num_classes, match):
     tensors, metadata = detforge_weights

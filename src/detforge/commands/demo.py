@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data = out / "data" / "data.yaml"
     if not data.is_file():
-        print(f"[1/4] generating {args.images} synthetic images of {args.classes} shape classes in {data.parent}", flush=True)
+        print(f"[1/4] generating {args.images} synthetic images of {args.classes} shape classes in {data.parent}",
+              flush=True)
         synthesize(data.parent, images=args.images, classes=args.classes, imgsz=args.imgsz, seed=args.seed,
                    progress=True)
     else:

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print a per-part table (backbone, neck, each head branch, auxiliary heads): parameters, "
         "GFLOPs and output shapes for one image of --imgsz pixels, and the totals; --deploy for the fused model.",
     )
-    parser.add_argument("model", help="packaged name (e.g. yolov8n, yolov8s-p2), a model YAML, a .safetensors file or a .pt checkpoint")
+    parser.add_argument("model", help="packaged name (e.g. yolov8n, yolov8s-p2), a model YAML, a .safetensors file "
+                        "or a .pt checkpoint")
     parser.add_argument("--imgsz", type=int, default=640, help="square input size for FLOPs (default 640)")
     parser.add_argument("--num-classes", type=int, help="override head.num_classes")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

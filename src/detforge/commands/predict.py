@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--slice", action="store_true", help="sliced inference: predict overlapping tiles and merge")
     parser.add_argument("--slice-size", type=int, default=640, help="tile side in original pixels (default 640)")
     parser.add_argument("--slice-overlap", type=float, default=0.2, help="tile overlap fraction (default 0.2)")
-    parser.add_argument("--no-full-frame", action="store_true", help="with --slice: do not merge in the whole-image pass")
+    parser.add_argument("--no-full-frame", action="store_true",
+                        help="with --slice: do not merge in the whole-image pass")
     parser.add_argument("--save-txt", action="store_true", help="write YOLO labels (class xc yc w h) to labels/")
     parser.add_argument("--save-conf", action="store_true", help="with --save-txt: append the confidence")
     parser.add_argument("--save-json", action="store_true", help="write one JSON file per image to json/")

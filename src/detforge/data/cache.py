@@ -3,7 +3,8 @@
 The cache is keyed by a hash of every input file's path, size and mtime (plus the class names
 and a format version), so touching any image or label file rebuilds it. It is written to a
 temporary file and renamed into place, so a crash never leaves a half-written cache that a
-later run would trust, and never through a symlink planted in the dataset. It lives next to the dataset (`<root>/.detforge-cache/`) unless that
+later run would trust, and never through a symlink planted in the dataset. It lives next to the
+dataset (`<root>/.detforge-cache/`) unless that
 folder is read-only, then under `$DETFORGE_CACHE_DIR` (default `~/.cache/detforge/datasets`).
 """
 

@@ -107,7 +107,8 @@ def _fmt(box: np.ndarray, normalized: bool, limits: np.ndarray) -> str:
 
 
 def __getattr__(name: str):
-    """`validate` was this function's old name (it clashed with `detforge.engine.validate.run_validation`); kept for a while."""
+    """`validate` was this function's old name (it clashed with `detforge.engine.validate.run_validation`);
+    kept for a while."""
     if name == "validate":
         import warnings
 

@@ -225,13 +225,15 @@ def summarize_run(folder: Path, variant: Variant, latency_runs: int = 5) -> dict
     rows = ResultsLog(folder / "results.csv").rows()
     scored = [r for r in rows if not math.isnan(r.get("metrics/mAP50-95", math.nan))]
     best = max(scored, key=lambda r: 0.1 * r["metrics/mAP50"] + 0.9 * r["metrics/mAP50-95"]) if scored else {}
-    probe = {k.removeprefix("probe/").removesuffix("_cos"): _nanmean([r[k] for r in rows]) for k in (rows[0] if rows else {})
+    columns = rows[0] if rows else {}
+    probe = {k.removeprefix("probe/").removesuffix("_cos"): _nanmean([r[k] for r in rows]) for k in columns
              if k.startswith("probe/") and k.endswith("_cos")}
     return {
         "variant": variant.label, "values": variant.values, "seed": variant.seed, "folder": folder.name,
         "params": info.params, "head_params": sum(p.params for p in head), "gflops": round(info.gflops, 3),
         "head_gflops": round(sum(p.gflops for p in head), 3), "latency_ms": measure_latency(model, imgsz, latency_runs),
-        "imgsz": imgsz, "map50_95": best.get("metrics/mAP50-95", math.nan), "map50": best.get("metrics/mAP50", math.nan),
+        "imgsz": imgsz, "map50_95": best.get("metrics/mAP50-95", math.nan),
+        "map50": best.get("metrics/mAP50", math.nan),
         "recall": best.get("metrics/recall", math.nan), "best_epoch": int(best["epoch"]) if best else None,
         "epochs": len(rows), "curve": [[int(r["epoch"]), r["metrics/mAP50-95"]] for r in scored], "probe_cos": probe,
     }

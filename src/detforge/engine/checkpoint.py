@@ -178,5 +178,6 @@ def restore_train_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], 
         set_rng_state(tensors, meta["rng"])
     except (RuntimeError, ValueError, TypeError, KeyError, IndexError, OverflowError) as err:
         problem = " ".join(str(err).split())
-        raise _corrupt(meta.get("source", "training state"), f"{err.__class__.__name__}: {short(problem, 160)}") from None
+        raise _corrupt(meta.get("source", "training state"),
+                       f"{err.__class__.__name__}: {short(problem, 160)}") from None
     return meta["info"]

@@ -111,7 +111,8 @@ def resolve_recipe(config: TrainConfig, recipe: dict[str, Any] | None, source: s
     recipe = dict(recipe or {})
     for key in recipe:
         if key in NOT_RECIPE:
-            raise ConfigError(f"{source}: train.{key}: a run setting, not part of a model's recipe; set it when training")
+            raise ConfigError(
+                f"{source}: train.{key}: a run setting, not part of a model's recipe; set it when training")
     try:
         recipe_config = make_train_config(recipe, f"{source}: train")  # also maps deprecated keys
     except ConfigError as err:

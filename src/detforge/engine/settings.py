@@ -55,7 +55,8 @@ MEANINGS = {
     "assigner.beta": "exponent of the IoU in the alignment metric",
     "assigner.eps": "guards divisions and the inside-box test",
     "assigner.overlap": "IoU flavour of the alignment metric (ciou as in YOLOv8)",
-    "assigner.min_side": "objects narrower than this (px) are widened for the inside-box test (none: 2nd stride, 0: off)",
+    "assigner.min_side": ("objects narrower than this (px) are widened for the inside-box test "
+                          "(none: 2nd stride, 0: off)"),
     "loss.type": "which loss trains the model (registered: {names}); a model's recipe may pick",
     "loss.num_classes": "classes (none: from the model's head)",
     "loss.reg_max": "DFL bins (none: from the model's head)",

@@ -84,7 +84,8 @@ def _loss_ready(model: nn.Module) -> bool:
 
 
 def val(model, data, split: str = "val", imgsz: int | None = None, batch: int | None = None, conf: float | None = None,
-        iou: float | None = None, max_det: int | None = None, coco_max_dets: int = 100, device: str = "cpu", workers: int = 2,
+        iou: float | None = None, max_det: int | None = None, coco_max_dets: int = 100, device: str = "cpu",
+        workers: int = 2,
         save_dir: str | Path | None = None, plots: bool = True, save_json: bool = False, progress: bool = True,
         preprocess: str | Preprocess | None = None):
     """Evaluate `model` (a `Detector` or a weights path) on `split` of `data` (a data.yaml, COCO json,
@@ -175,7 +176,8 @@ def _dataset_ids(spec, split: str, paths: list[str]) -> tuple[list, list[int] | 
 
 
 def __getattr__(name: str):
-    """`validate` was this function's old name (it clashed with `detforge.data.validate.check_labels`); kept for a while."""
+    """`validate` was this function's old name (it clashed with `detforge.data.validate.check_labels`);
+    kept for a while."""
     if name == "validate":
         import warnings
 

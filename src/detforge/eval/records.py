@@ -107,7 +107,8 @@ def build_records(
 
 
 def __getattr__(name: str):
-    """`ImageRecord` was this class' old name (it clashed with `detforge.data.records.LabeledImage`); kept for a while."""
+    """`ImageRecord` was this class' old name (it clashed with `detforge.data.records.LabeledImage`);
+    kept for a while."""
     if name == "ImageRecord":
         import warnings
 

@@ -29,7 +29,8 @@ def export(model, format: str = "onnx", output: str | Path | None = None, imgsz:
     """Export the deployed `model` (copied; the caller's model is untouched) and return the written path.
 
     format: onnx | openvino | torchscript. imgsz, batch, dynamic: the input shape (dynamic frees
-    batch, height and width); imgsz defaults to the size the weights were trained at, else 640. nms: in-graph NonMaxSuppression → `[B, max_det, 6]` (ONNX, OpenVINO).
+    batch, height and width); imgsz defaults to the size the weights were trained at, else 640.
+    nms: in-graph NonMaxSuppression → `[B, max_det, 6]` (ONNX, OpenVINO).
     half: float16 weights. int8: post-training static quantization with `calibration_images`
     images from `data`'s train split (ONNX: QDQ; OpenVINO: the QDQ graph compiled to INT8);
     keep_fp32: "head" keeps the heads' last convs and the decode float32, "none" quantizes all.

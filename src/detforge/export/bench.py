@@ -81,9 +81,10 @@ class Report:
             lines.append(f"| {name} | " + " | ".join(parts) + " |")
         ref = f"; ratio = ms/img over {self.reference}'s (lower is faster)" if self.reference else ""
         machine = ", ".join(f"{k} {v}" for k, v in self.machine.items())
-        return "\n".join(lines) + f"\n\nmedian of {self.rows[0].repeats if self.rows else 0} timed calls after "\
-            f"warm-up{ref}; load = 1-minute load average when the timing began (a busy shared machine: other "\
-            f"processes compete for the cores); {machine}"
+        return "\n".join(lines) + (
+            f"\n\nmedian of {self.rows[0].repeats if self.rows else 0} timed calls after "
+            f"warm-up{ref}; load = 1-minute load average when the timing began (a busy shared machine: other "
+            f"processes compete for the cores); {machine}")
 
 
 def load_average() -> float:

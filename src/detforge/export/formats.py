@@ -68,8 +68,8 @@ def read_onnx_checked(path: str | Path):
     try:
         proto = onnx.load_model(str(path), load_external_data=False)
     except (DecodeError, ValueError, OSError, RuntimeError) as err:
-        raise ExportError(f"{path}: not a readable ONNX file ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
-                          ) from None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ExportError(f"{path}: not a readable ONNX file ({reason})") from None
     if not proto.graph.node or not proto.graph.input:
         raise ExportError(f"{path}: not an ONNX model (no graph); pass a file written by `detforge export`")
     _check_external_data(proto, path)

@@ -34,7 +34,8 @@ class _Builder:
         self.graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attrs) -> str | list[str]:
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1,
+           **attrs) -> str | list[str]:
         names = [self.name(hint or op_type.lower()) for _ in range(outputs)]
         self.graph.node.append(helper.make_node(op_type, inputs, names, name=names[0], **attrs))
         return names[0] if outputs == 1 else names

@@ -162,7 +162,8 @@ def predict(model: Detector | str | Path, source: SourceLike, stream: bool = Fal
 
 
 def batch_shape(shapes: Sequence[tuple[int, int]], imgsz: int, stride: int) -> tuple[int, int]:
-    """Smallest `(height, width)`, multiples of `stride`, that holds every `(h, w)` scaled so its long side is `imgsz`."""
+    """Smallest `(height, width)`, multiples of `stride`, that holds every `(h, w)` scaled so its long side
+    is `imgsz`."""
     height = width = stride
     for h, w in shapes:
         ratio = imgsz / max(h, w)

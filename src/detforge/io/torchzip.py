@@ -146,7 +146,8 @@ class TorchArchive:
             raise self._error(f"member {info.filename!r} lies outside the file")
         fields = _LOCAL_HEADER.unpack(header)
         name_len, extra_len = fields[-2], fields[-1]
-        if fields[0] != ZIP_MAGIC or fh.read(name_len) != info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437"):
+        stored_name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+        if fields[0] != ZIP_MAGIC or fh.read(name_len) != stored_name:
             raise self._error(f"member {info.filename!r}: local header does not match the zip directory")
         data_end = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len + info.compress_size
         if data_end > end:

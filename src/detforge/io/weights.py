@@ -125,7 +125,8 @@ def read_safetensors_header(path: Path, limits: Limits = DEFAULT_LIMITS) -> dict
     if not isinstance(header, dict):
         raise WeightsError(f"{path}: not a readable safetensors file (header is not an object)")
     metadata = header.get("__metadata__", {})
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+    strings = isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    if not strings:
         raise WeightsError(f"{path}: safetensors metadata must map strings to strings; re-save the model")
     data_size, spans = size - 8 - length, []
     for name, entry in header.items():

@@ -38,7 +38,8 @@ class ModelInfo:
     def table(self) -> str:
         rows = [("part", "params", "GFLOPs", "output shapes")]
         for p in self.parts:
-            rows.append((p.name, f"{p.params:,}", f"{p.gflops:.2f}", "  ".join("x".join(map(str, s)) for s in p.outputs)))
+            shapes = "  ".join("x".join(map(str, s)) for s in p.outputs)
+            rows.append((p.name, f"{p.params:,}", f"{p.gflops:.2f}", shapes))
         rows.append(("total", f"{self.params:,}", f"{self.gflops:.1f}", ""))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = [

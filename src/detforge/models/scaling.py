@@ -55,7 +55,8 @@ def concat_growth(before: dict[str, Any], after: dict[str, Any], hidden: int = 6
     `after` (dicts of elan_depth / elan_every / elan_width_ratio)."""
 
     def width(spec: dict[str, Any]) -> int:
-        return elan_concat_width(hidden, spec["elan_depth"], spec.get("elan_every", 2), spec.get("elan_width_ratio", 1.0))
+        return elan_concat_width(hidden, spec["elan_depth"], spec.get("elan_every", 2),
+                                 spec.get("elan_width_ratio", 1.0))
 
     return width(after) / width(before)
 

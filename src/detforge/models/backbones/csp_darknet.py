@@ -53,7 +53,8 @@ class CSPDarknet(nn.Module):
         widths = [scaling.channels(c) for c in stage_channels]
         stages, c_prev = [], scaling.channels(stem_channels)
         for c_out, depth in zip(widths, stage_depths):
-            stages.append(nn.Sequential(ConvBNAct(c_prev, c_out, 3, 2), C2f(c_out, c_out, scaling.repeats(depth), True)))
+            stages.append(nn.Sequential(ConvBNAct(c_prev, c_out, 3, 2),
+                                        C2f(c_out, c_out, scaling.repeats(depth), True)))
             c_prev = c_out
         self.stages = nn.ModuleList(stages)
         self.sppf = SPPF(c_prev, c_prev, sppf_kernel)

@@ -79,7 +79,8 @@ class ELANPAFPN(nn.Module):
         for i in reversed(range(n - 1)):  # built coarse to fine: the order they run in
             self.reduce.append(ConvBNAct(td[i + 1], reduce_channels[i], 1, act=act))
             self.lateral.append(ConvBNAct(in_channels[i], reduce_channels[i], 1, act=act))
-            self.top_down.append(elan(2 * reduce_channels[i], td_channels[i], td_hidden[i], f"neck.top_down.{n - 2 - i}"))
+            self.top_down.append(elan(2 * reduce_channels[i], td_channels[i], td_hidden[i],
+                                      f"neck.top_down.{n - 2 - i}"))
             td[i] = td_channels[i]
         self.downsample, self.bottom_up = nn.ModuleList(), nn.ModuleList()
         out = [td[0]]
@@ -89,7 +90,8 @@ class ELANPAFPN(nn.Module):
                                        f"neck.bottom_up.{i - 1}"))
             out.append(bu_channels[i - 1])
         self.out_convs = nn.ModuleList(
-            rep_conv(out_conv, c, w, act=act, where=f"neck.out_convs.{i}") for i, (c, w) in enumerate(zip(out, out_widths))
+            rep_conv(out_conv, c, w, act=act, where=f"neck.out_convs.{i}")
+            for i, (c, w) in enumerate(zip(out, out_widths))
         )
         self.in_channels = list(in_channels)
         self.out_channels = list(out_widths)
