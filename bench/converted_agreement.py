@@ -1,7 +1,7 @@
 """Converted-model agreement on large photos: where detforge's validation input differs from the reference's.
 
 A YOLOv8n trained with Ultralytics' own loss for a few hundred steps (the helpers of
-tests/infer/test_val_agreement.py) on the large-photo stand-in (bench/large_photos.py: BCCD cropped to
+tests/engine/test_val_agreement.py) on the large-photo stand-in (bench/large_photos.py: BCCD cropped to
 3:1 / 1:3, 1500-2000 px, photo grain) is scored twice per row, at 160 px, conf 0.001, NMS IoU 0.7,
 300 boxes per image, rectangular batches of 16:
   - "printed": `detforge val` (converted weights) next to Ultralytics' own `val` figure;
@@ -30,7 +30,7 @@ from large_photos import DEFAULT_SRC, make_large_photos
 from report import add_row, new_section, render_table, save_section
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "infer"))  # the trained-reference helpers live with their test
+sys.path.insert(0, str(ROOT / "tests" / "engine"))  # the trained-reference helpers live with their test
 
 ROWS = {  # label -> changes to detforge's preprocessing
     "detforge": {},
