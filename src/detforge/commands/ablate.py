@@ -6,7 +6,7 @@ import argparse
 import json
 import math
 
-from detforge.commands.train import MODEL_SECTIONS
+from detforge.commands.train import apply_overrides
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,21 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def common_settings(args: argparse.Namespace) -> dict:
-    from detforge.config import parse_override, set_by_path
-
     settings = {k: getattr(args, k) for k in ("epochs", "imgsz", "batch", "device", "workers")
                 if getattr(args, k) is not None}
-    model_overrides = []
-    for text in args.overrides:
-        key, value = parse_override(text)
-        if key.startswith(MODEL_SECTIONS) and not (key == "scale" and not isinstance(value, str)):
-            model_overrides.append(text)
-        else:
-            if "." in key:
-                settings.setdefault(key.split(".")[0], {})
-            set_by_path(settings, key, value)
-    settings["overrides"] = model_overrides
-    return settings
+    return apply_overrides(settings, args.overrides)
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detforge.engine.diagnose import _json_safe, diagnose
+    from detforge.engine.diagnose import diagnose
+    from detforge.engine.results import json_safe
     from detforge.errors import ConfigError
     from detforge.runs import next_run_dir
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                       args.workers, save_dir)
     report = result.pop("report")
     if args.json:
-        print(json.dumps(_json_safe(result)))
+        print(json.dumps(json_safe(result)))
         return 0
     print(f"gradient conflict (box vs class), {result['batches']} batches of {args.split}:")
     print(f"  {'group':<12} {'cos':>7} {'± std':>7} {'|box|/|cls|':>12}")

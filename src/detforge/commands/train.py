@@ -70,14 +70,21 @@ class HelpSettings(argparse.Action):
 
 def settings_from_args(args: argparse.Namespace) -> dict:
     """Merge --cfg file, explicit flags and --set overrides into one settings dict."""
-    from detforge.config import parse_override, set_by_path
     from detforge.engine.train_config import load_train_yaml
 
     settings = load_train_yaml(args.cfg) if args.cfg else {}
     skip = {"cfg", "overrides", "resume", "devices", "run", "command", "verbose", "argv"}
     settings.update({k: v for k, v in vars(args).items() if k not in skip and v is not None})
+    return apply_overrides(settings, args.overrides)
+
+
+def apply_overrides(settings: dict, overrides: list[str]) -> dict:
+    """`--set KEY=VALUE`s: model keys go to settings["overrides"] (for the model config), the rest
+    into the training settings (dotted keys into their section)."""
+    from detforge.config import parse_override, set_by_path
+
     model_overrides = list(settings.get("overrides", []))
-    for text in args.overrides:
+    for text in overrides:
         key, value = parse_override(text)
         if key.startswith(MODEL_SECTIONS) and not (key == "scale" and not isinstance(value, str)):
             # (a number for `scale` is the augmentation's zoom range, Ultralytics' `scale`, not a model scale)

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from detforge.config import parse_override, set_by_path
-from detforge.engine.results import ResultsLog
+from detforge.engine.results import ResultsLog, json_safe
 from detforge.engine.train_config import make_train_config
 from detforge.engine.trainer import Trainer
 from detforge.errors import ConfigError, RunFinishedError
@@ -299,20 +299,10 @@ def table_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def write_tables(run_dir: Path, runs: list[dict], rows: list[dict]) -> None:
     """ablation.md (the table), ablation.csv (one line per variant and seed), ablation.json ({"rows", "runs"})."""
     write_atomic(run_dir / "ablation.md", table_markdown(rows).encode())
-    write_atomic(run_dir / "ablation.json", json.dumps(_json_safe({"rows": rows, "runs": runs}), indent=2).encode())
+    write_atomic(run_dir / "ablation.json", json.dumps(json_safe({"rows": rows, "runs": runs}), indent=2).encode())
     keys = ["variant", "seed", "params", "head_params", "gflops", "head_gflops", "latency_ms", "map50_95", "map50",
             "recall", "best_epoch", "epochs", "folder"]
     tmp = run_dir / ".ablation.csv.tmp"

@@ -4,11 +4,14 @@ The trainer calls a few events on every callback it holds; results.csv, the plot
 TensorBoard logger are callbacks like a user's own, so adding a tracker never means editing the
 trainer:
 
-    class PrintMAP(detforge.Callback):
-        def on_fit_epoch_end(self, trainer, epoch, row):
-            print(epoch, row["metrics/mAP50-95"])
+    class KeepMAP(detforge.Callback):
+        def __init__(self):
+            self.history = []
 
-    detforge.train(model="yolov8n", data="data.yaml", callbacks=[PrintMAP()])
+        def on_fit_epoch_end(self, trainer, epoch, row):
+            self.history.append((epoch, row["metrics/mAP50-95"]))
+
+    detforge.train(model="yolov8n", data="data.yaml", callbacks=[KeepMAP()])
 
 Events run in the main process only (rank 0 under DDP), in the order the callbacks were added,
 built-in ones first. A callback must not draw from the global random generators (torch, numpy,

@@ -23,6 +23,7 @@ from detforge.data import build_dataloader
 from detforge.device import select_device
 from detforge.engine import recipe
 from detforge.engine.probe import probe_batch
+from detforge.engine.results import json_safe
 from detforge.engine.validate import images_to_float
 from detforge.errors import ConfigError
 from detforge.eval.alignment import alignment_report, plot_alignment, positive_pairs
@@ -90,7 +91,7 @@ def diagnose(weights: str | Path, data: str | Path, split: str = "val", batches:
         save_dir = Path(save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
         plot_alignment(report, list(model.names or []), save_dir / "alignment.png")
-        write_atomic(save_dir / "diagnose.json", json.dumps(_json_safe(result), indent=2).encode())
+        write_atomic(save_dir / "diagnose.json", json.dumps(json_safe(result), indent=2).encode())
         result["save_dir"] = str(save_dir)
     result["report"] = report
     return result
@@ -104,11 +105,3 @@ def _summary(values: list[dict[str, float]]) -> dict[str, float]:
             "ratio": statistics.mean(ratio) if ratio else math.nan, "batches": len(values)}
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value

@@ -7,7 +7,9 @@ pyplot: importing or plotting leaves matplotlib's global backend and state alone
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
+from typing import Any
 
 from detforge.eval.plots import new_figure, save_figure
 
@@ -72,3 +74,14 @@ def plot_results(log: ResultsLog, path: str | Path) -> Path | None:
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     return save_figure(fig, path, dpi=120)
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN floats as None (JSON has no NaN), through nested dicts and lists."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
