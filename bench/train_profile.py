@@ -32,6 +32,7 @@ from pathlib import Path
 
 from data_throughput import private_copy
 from report import add_row, new_section, render_table, save_section
+from train_throughput import detforge_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "bccd"
@@ -113,16 +114,8 @@ def profile_detforge(args: argparse.Namespace) -> PhaseClock:
     import torch
 
     from detforge.engine.threads import ThreadTuner
-    from detforge.engine.train_config import make_train_config
-    from detforge.engine.trainer import Trainer
 
-    config = make_train_config({
-        "model": "yolov8n", "data": str(args.data / "data.yaml"), "epochs": 100, "imgsz": args.imgsz,
-        "batch": args.batch, "workers": args.workers, "device": "cpu", "amp": False, "plots": False,
-        "project": str(args.out), "name": "detforge", "exist_ok": True,
-    })
-    trainer = Trainer(config)
-    trainer._setup()  # the bench drives one partial epoch itself: no validation, no checkpoints
+    trainer = detforge_trainer(args)
     trainer.threads = ThreadTuner([args.threads])  # fixed count: nothing tuned while profiling
     clock = PhaseClock()
     trainer.train_loader = TimedLoader(trainer.train_loader, clock, args.warmup + args.steps)

@@ -103,7 +103,8 @@ class TimedBatches:
         self.ends.append(time.perf_counter())
 
 
-def run_detforge(args: argparse.Namespace) -> None:
+def detforge_trainer(args: argparse.Namespace):
+    """A set-up yolov8n trainer whose epoch the bench drives itself: no validation, no checkpoints."""
     from detforge.engine.train_config import make_train_config
     from detforge.engine.trainer import Trainer
 
@@ -113,7 +114,12 @@ def run_detforge(args: argparse.Namespace) -> None:
         "project": str(args.out), "name": "detforge", "exist_ok": True,
     })
     trainer = Trainer(config)
-    trainer._setup()  # the bench drives one training epoch itself: no validation, no checkpoints
+    trainer._setup()
+    return trainer
+
+
+def run_detforge(args: argparse.Namespace) -> None:
+    trainer = detforge_trainer(args)
     timed = TimedBatches(trainer.train_loader, args.warmup + args.batches)
     trainer.train_loader = timed
     trainer._train_epoch(0)
