@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from data_throughput import private_copy
-from report import add_row, new_section, render_table, save_section
+from report import add_row, new_section, publish
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"  # override with --datasets-root
 # dataset -> (held-out split, its COCO json under annotations/)
@@ -178,9 +178,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:
             race(args, name, Path(tmp) / name, section)
-    print(render_table(section))
-    if args.json:
-        save_section(section, args.json)
+    publish(section, args.json)
     return 0
 
 

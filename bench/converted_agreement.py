@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from large_photos import DEFAULT_SRC, make_large_photos
-from report import add_row, new_section, render_table, save_section
+from report import add_row, new_section, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))  # the trained-reference helpers live with their test
@@ -103,9 +103,7 @@ def main() -> int:
             print(f"{label}: detforge val {100 * ours.map50_95:.2f}, its predictions.json {ours_json:.2f}; "
                   f"reference printed {theirs_printed:.2f}, its predictions.json {theirs_json:.2f}",
                   file=sys.stderr, flush=True)
-    print(render_table(section))
-    if args.json:
-        save_section(section, args.json)
+    publish(section, args.json)
     return 0
 
 

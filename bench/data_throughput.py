@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
-from report import add_row, new_section, render_table, save_section
+from report import add_row, new_section, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = """Where the time goes (detforge, 640, one process): HSV jitter ~1.5 ms/image (two color conversions and
@@ -71,6 +71,17 @@ def ultralytics_loader(data: Path, imgsz: int, workers: int, batch: int) -> Iter
     return build_dataloader(dataset, batch, workers, shuffle=True, rank=-1)
 
 
+def quiet_reference(data: Path) -> bool:
+    """False (with a message) when the dataset is missing; otherwise keep Ultralytics offline and quiet."""
+    if not (data / "data.yaml").exists():
+        print(f"dataset not found: {data}", file=sys.stderr)
+        return False
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    logging.disable(logging.WARNING)
+    return True
+
+
 def private_copy(source: Path, tmp: Path) -> Path:
     """A writable copy of the dataset, so neither loader writes caches into the shared folder. Its
     data.yaml gets an absolute `path:` (Ultralytics reads a relative one from the working directory)."""
@@ -97,12 +108,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", type=Path, help="write the figures here for bench/report.py")
     args = parser.parse_args()
-    if not (args.data / "data.yaml").exists():
-        print(f"dataset not found: {args.data}", file=sys.stderr)
+    if not quiet_reference(args.data):
         return 2
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_VERBOSE", "False")
-    logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         data = private_copy(args.data, Path(tmp))
         import ultralytics.utils  # noqa: F401 - imported first so its global OpenCV settings apply to both
@@ -125,9 +132,7 @@ def main() -> int:
                         {"img/s": {"detforge": ours, "reference": theirs}})
                 print(f"imgsz {imgsz} workers {workers}: detforge {max(ours):.0f} img/s, "
                       f"ultralytics {max(theirs):.0f} img/s (best)", file=sys.stderr, flush=True)
-    print(render_table(section))
-    if args.json:
-        save_section(section, args.json)
+    publish(section, args.json)
     return 0
 
 

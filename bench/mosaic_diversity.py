@@ -13,14 +13,12 @@ dataset's partner choice.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-from data_throughput import DEFAULT_DATA, detforge_loader, private_copy, ultralytics_loader
-from report import add_row, new_section, render_table, save_section
+from data_throughput import DEFAULT_DATA, detforge_loader, private_copy, quiet_reference, ultralytics_loader
+from report import add_row, new_section, publish
 
 
 def detforge_mosaics(data: Path, imgsz: int, batch: int, epoch: int) -> list[list[str]]:
@@ -78,12 +76,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the figures here for bench/report.py")
     args = parser.parse_args()
-    if not (args.data / "data.yaml").exists():
-        print(f"dataset not found: {args.data}", file=sys.stderr)
+    if not quiet_reference(args.data):
         return 2
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_VERBOSE", "False")
-    logging.disable(logging.WARNING)
     section = new_section(
         "mosaic", "Mosaic partner diversity", "python bench/mosaic_diversity.py",
         f"{args.data.name} train, imgsz {args.imgsz}, batch {args.batch}, mosaic 1.0, one loader per framework "
@@ -104,9 +98,7 @@ def main() -> int:
     mine, reference = figures(ours), figures(theirs)
     add_row(section, {"measure": "per epoch"},
             {metric: {"detforge": mine[metric], "reference": reference[metric]} for metric in mine})
-    print(render_table(section))
-    if args.json:
-        save_section(section, args.json)
+    publish(section, args.json)
     return 0
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from report import add_row, new_section, render_table, save_section
+from report import add_row, new_section, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "bccd"
@@ -119,9 +119,7 @@ def main() -> None:
         ["torch threads", "batch"], {"img/s (wall)": True, "img per CPU-s": True})
     for threads in args.threads:
         measure(args, threads, section)
-    print(render_table(section))
-    if args.json:
-        save_section(section, args.json)
+    publish(section, args.json)
 
 
 if __name__ == "__main__":

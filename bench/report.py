@@ -98,6 +98,13 @@ def save_section(section: dict, path: str | Path) -> None:
     path.write_text(json.dumps(section, indent=1))
 
 
+def publish(section: dict, json_path: str | Path | None) -> None:
+    """Print the section's table and, when asked, write its figures for the page."""
+    print(render_table(section))
+    if json_path:
+        save_section(section, json_path)
+
+
 def is_busy(section: dict) -> bool:
     return section["load_start"] > BUSY_LOAD_PER_CORE * section["cores"]
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from data_throughput import private_copy
-from report import add_row, new_section, render_table, save_section
+from report import add_row, new_section, publish
 from train_throughput import detforge_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,9 +247,7 @@ def main() -> int:
                     for metric, kind in (("wall ms", "wall_ms"), ("CPU ms", "cpu_ms"))
                 })
             print(f"imgsz {imgsz} done", file=sys.stderr, flush=True)
-    print(render_table(section))
-    if args.json:
-        save_section(section, args.json)
+    publish(section, args.json)
     return 0
 
 

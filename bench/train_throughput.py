@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from data_throughput import private_copy
-from report import add_row, new_section, render_table, save_section
+from report import add_row, new_section, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "bccd"
@@ -226,9 +226,7 @@ def main() -> int:
     if args.only:
         return 0
     add_rows(section, results, args.sizes)
-    print(render_table(section))
-    if args.json:
-        save_section(section, args.json)
+    publish(section, args.json)
     return 0
 
 
