@@ -50,6 +50,12 @@ def test_ablate_grid_writes_table_and_plots_and_is_resumable(tiny_data, tiny_mod
     assert main(argv) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["map50_95"] for r in again["rows"]] == [r["map50_95"] for r in rows]
+    assert all(r["train_min"] > 0 and r["scored_on"] == "val, best epoch" for r in again["rows"])
+
+    assert main([*argv, "--split", "val"]) == 0  # the best weights scored afresh on a split: still no retraining
+    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"]
+    assert [r["scored_on"] for r in scored] == ["val", "val"]
+    assert "mAP50-95 (val)" in (grid / "ablation.md").read_text()
 
 
 def test_an_interrupted_variant_resumes(tiny_data, tiny_model, tmp_path, monkeypatch):

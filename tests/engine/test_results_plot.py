@@ -26,3 +26,11 @@ def test_training_logs_validation_losses_every_validated_epoch(settings):
         assert math.isfinite(rows[1][f"val/{name}"]) and rows[1][f"val/{name}"] > 0
     assert any(key.startswith("lr/") for key in rows[0])
     assert (result.run_dir / "results.png").is_file()
+
+
+def test_rows_with_other_columns_keep_the_files_columns(tmp_path):
+    log = ResultsLog(tmp_path / "results.csv")
+    log.append({"epoch": 1, "train/box": 2.0})
+    log.append({"epoch": 2, "time": 5.0})  # e.g. a run resumed by a version with other columns
+    rows = log.rows()
+    assert list(rows[1]) == ["epoch", "train/box"] and rows[1]["epoch"] == 2 and math.isnan(rows[1]["train/box"])

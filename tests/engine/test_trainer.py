@@ -8,6 +8,7 @@ import torch
 import detforge
 from detforge.assign import TaskAlignedAssigner
 from detforge.data import build_dataloader
+from detforge.engine.results import ResultsLog
 from detforge.engine.train_config import make_train_config
 from detforge.engine.trainer import Trainer
 from detforge.errors import ConfigError, TrainingDivergedError
@@ -85,6 +86,8 @@ def test_resume_matches_an_uninterrupted_run(settings, monkeypatch):
     a, b = read_weights(full.last)[0], read_weights(resumed.last)[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert len((resumed.run_dir / "results.csv").read_text().splitlines()) == 1 + 3
+    times = [row["time"] for row in ResultsLog(resumed.run_dir / "results.csv").rows()]
+    assert 0 < times[0] < times[1] < times[2] == pytest.approx(resumed.train_s)  # the stopped epoch counts too
 
 
 def test_finetune_reinitializes_head_for_other_classes_and_freezes(settings, tiny_data, tmp_path, caplog):

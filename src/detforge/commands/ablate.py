@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train head variants with the same schedule and seeds; table + plots",
         description="Train every combination of the --vary axes (each with every seed) one after another in one "
         "run folder, then write ablation.md/.csv/.json (params, head params, GFLOPs, latency, mAP50-95, mAP50, "
-        "recall, epoch of best mAP; mean ± std over seeds) and map_vs_epoch.png / map_vs_latency.png. Calling "
+        "recall, epoch of best mAP, training minutes; mean ± std over seeds) and map_vs_epoch.png / map_vs_latency.png. Calling "
         "again with the same --project/--name continues the grid: finished variants are not retrained, a stopped "
         "one resumes. Axes: head=coupled,hybrid,decoupled,decoupled-obj; match=off,on (head.match_params); "
         "aux=off,on; or any training setting / model key (lr_mult.cls=1,2).",
@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="data-loading processes")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="a training setting or model key for every variant (repeatable), e.g. probe_every=20")
+    p.add_argument("--split", help="score each variant's best weights on this split (e.g. test) instead of "
+                   "reporting the best epoch's validation figures")
     p.add_argument("--project", default="runs/ablate", help="parent folder (default runs/ablate)")
     p.add_argument("--name", default="exp", help="grid folder name; an existing one is continued")
     p.add_argument("--json", action="store_true", help='print {"rows": [...]} (one row per variant) as JSON')
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from detforge.engine.ablation import ablate, parse_vary, table_markdown
 
     result = ablate(args.data, args.base, parse_vary(args.vary) or None, parse_seeds(args.seeds),
-                    common_settings(args), args.project, args.name)
+                    common_settings(args), args.project, args.name, split=args.split)
     if args.json:
         rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in result.rows]
         print(json.dumps({"rows": rows, "run_dir": str(result.run_dir)}))

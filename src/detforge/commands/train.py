@@ -137,7 +137,7 @@ def print_summary(result) -> None:
     m = result.metrics
     lines = [
         "",
-        f"Training finished: {result.epochs_run} epochs, results in {result.run_dir}",
+        f"Training finished: {result.epochs_run} epochs in {result.train_s / 60:.1f} min, results in {result.run_dir}",
         (f"  mAP50-95 {m.get('mAP50-95', float('nan')):.4f}   mAP50 {m.get('mAP50', float('nan')):.4f}   "
         f"P {m.get('precision') or 0:.3f}   R {m.get('recall') or 0:.3f}"),
         f"  best weights  {result.best}",

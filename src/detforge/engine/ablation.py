@@ -6,9 +6,11 @@ Every variant trains with the same data, schedule and seed(s), each in its own s
 (`head-coupled_seed0/`, a normal training run). The grid is resumable: a variant with `summary.json`
 is finished and is not retrained, one with a checkpoint resumes where it stopped, one without starts
 afresh. The table (ablation.md / .csv / .json) has per variant: params, head params, GFLOPs (all and
-head), CPU latency, mAP50-95, mAP50, recall and the epoch of best mAP (mean ± std over seeds), and the
-gradient-conflict probe's mean cosine per layer group when `probe_every` was set; the plots are mAP vs
-epoch per variant and mAP vs latency.
+head), CPU latency, mAP50-95, mAP50, recall, the epoch of best mAP and the training wall time (mean ± std
+over seeds), and the gradient-conflict probe's mean cosine per layer group when `probe_every` was set; the
+plots are mAP vs epoch per variant and mAP vs latency. The metrics are the best epoch's on the validation
+split, or with `split="test"` those of the best weights scored afterwards on that held-out split (the
+validation split chose the epoch, so its figures flatter every variant a little).
 
 Axes (`vary`): `head` (coupled, hybrid, decoupled, decoupled-obj: the head replaced on the base's
 trunk; decoupled-obj also trains with YOLOX's objectness loss), `match` (off/on: head.match_params),
@@ -37,6 +39,7 @@ from detforge.config import parse_override, set_by_path
 from detforge.engine.results import ResultsLog, json_safe
 from detforge.engine.train_config import make_train_config
 from detforge.engine.trainer import Trainer
+from detforge.engine.validate import val
 from detforge.errors import ConfigError, RunFinishedError
 from detforge.eval.plots import new_figure, save_figure
 from detforge.io.convert import load_detector
@@ -56,7 +59,8 @@ HEADS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 SWITCH = {"off": False, "on": True, "false": False, "true": True, "0": False, "1": True}
 MODEL_SECTIONS = ("backbone.", "neck.", "head.", "backbone", "neck", "head", "names", "scale")
-METRICS = ("map50_95", "map50", "recall", "best_epoch")
+METRICS = ("map50_95", "map50", "recall", "best_epoch", "train_min")
+BEST_EPOCH = "val, best epoch"  # what the metrics are when no split is scored afterwards
 
 
 @dataclass
@@ -151,11 +155,13 @@ class Ablation:
 
 def ablate(data: str, base: str = "yolov8n", vary: dict[str, list[str]] | None = None, seeds: list[int] | None = None,
            settings: dict[str, Any] | None = None, project: str = "runs/ablate", name: str = "exp",
-           latency_runs: int = 5) -> Ablation:
+           latency_runs: int = 5, split: str | None = None) -> Ablation:
     """Train (or resume, or skip when done) every variant, then write the table and plots; see the module doc.
 
     settings: training settings applied to every variant (epochs, imgsz, batch, device, `overrides`...).
     The folder is `project/name` and is reused: calling again with the same arguments continues the grid.
+    split: score each variant's best weights on this split of `data` (e.g. "test"); None = the validation
+    figures of the best epoch.
     """
     vary = vary or {"head": ["coupled", "hybrid", "decoupled", "decoupled-obj"]}
     seeds = seeds if seeds else [0]
@@ -163,12 +169,12 @@ def ablate(data: str, base: str = "yolov8n", vary: dict[str, list[str]] | None =
     run_dir = next_run_dir(project, name, exist_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     common = dict(settings or {})
-    plan = {"base": base, "data": data, "vary": vary, "seeds": seeds, "settings": common}
+    plan = {"base": base, "data": data, "vary": vary, "seeds": seeds, "settings": common, "split": split}
     write_atomic(run_dir / "ablation_plan.json", json.dumps(plan, indent=2, default=str).encode())
     runs = []
     for i, variant in enumerate(grid):
         log.info("ablation %d/%d: %s seed %d", i + 1, len(grid), variant.label, variant.seed)
-        runs.append(run_variant(run_dir / variant.folder, variant, base, data, common, latency_runs))
+        runs.append(run_variant(run_dir / variant.folder, variant, base, data, common, latency_runs, split))
     rows = aggregate(runs)
     write_tables(run_dir, runs, rows)
     plot_ablation(runs, rows, run_dir)
@@ -187,15 +193,20 @@ def variant_settings(variant: Variant, base: str, data: str, common: dict[str, A
 
 
 def run_variant(folder: Path, variant: Variant, base: str, data: str, common: dict[str, Any],
-                latency_runs: int) -> dict:
-    """Train one variant unless it is done (summary.json), resuming a stopped one; returns its summary."""
+                latency_runs: int, split: str | None = None) -> dict:
+    """Train one variant unless it is done (summary.json), resuming a stopped one; returns its summary
+    (re-scored without retraining when it was scored on another split)."""
     summary_path = folder / "summary.json"
     if summary_path.exists():
-        log.info("%s: already trained, reusing %s", variant.label, summary_path)
-        return json.loads(summary_path.read_text())
+        summary = json.loads(summary_path.read_text())
+        if summary.get("scored_on") == (split or BEST_EPOCH):
+            log.info("%s: already trained, reusing %s", variant.label, summary_path)
+            return summary
     state = folder / "weights" / "last_state.safetensors"
     trainer = None
-    if state.exists():
+    if summary_path.exists():
+        log.info("%s: already trained, scoring it on the %s split", variant.label, split or BEST_EPOCH)
+    elif state.exists():
         try:
             trainer = Trainer.resume(folder)
             log.info("%s: resuming the stopped run in %s", variant.label, folder)
@@ -208,13 +219,15 @@ def run_variant(folder: Path, variant: Variant, base: str, data: str, common: di
         trainer = Trainer(config, run_dir=folder)
     if trainer is not None:
         trainer.train()
-    summary = summarize_run(folder, variant, latency_runs)
+    summary = summarize_run(folder, variant, latency_runs, data, split, common.get("device") or "cpu")
     write_atomic(summary_path, json.dumps(summary, indent=2).encode())
     return summary
 
 
-def summarize_run(folder: Path, variant: Variant, latency_runs: int = 5) -> dict:
-    """Size, speed and accuracy of one finished run (its best weights and its results.csv)."""
+def summarize_run(folder: Path, variant: Variant, latency_runs: int = 5, data: str | None = None,
+                  split: str | None = None, device: str = "cpu") -> dict:
+    """Size, speed and accuracy of one finished run (its best weights and its results.csv); with `split`,
+    the accuracy is that of the best weights on that split of `data` instead of the best epoch's validation."""
     config = json.loads((folder / "config.json").read_text())
     imgsz = int(config["train"]["imgsz"])
     weights = folder / "weights" / ("best.safetensors" if (folder / "weights" / "best.safetensors").exists()
@@ -228,13 +241,17 @@ def summarize_run(folder: Path, variant: Variant, latency_runs: int = 5) -> dict
     columns = rows[0] if rows else {}
     probe = {k.removeprefix("probe/").removesuffix("_cos"): _nanmean([r[k] for r in rows]) for k in columns
              if k.startswith("probe/") and k.endswith("_cos")}
+    scores = {key: best.get(f"metrics/{key}", math.nan) for key in ("mAP50-95", "mAP50", "recall")}
+    if split is not None:
+        result = val(model, data, split=split, device=device, plots=False, progress=False).summary()
+        scores = {key: math.nan if result.get(key) is None else result[key] for key in scores}
     return {
         "variant": variant.label, "values": variant.values, "seed": variant.seed, "folder": folder.name,
         "params": info.params, "head_params": sum(p.params for p in head), "gflops": round(info.gflops, 3),
         "head_gflops": round(sum(p.gflops for p in head), 3), "latency_ms": measure_latency(model, imgsz, latency_runs),
-        "imgsz": imgsz, "map50_95": best.get("metrics/mAP50-95", math.nan),
-        "map50": best.get("metrics/mAP50", math.nan),
-        "recall": best.get("metrics/recall", math.nan), "best_epoch": int(best["epoch"]) if best else None,
+        "imgsz": imgsz, "scored_on": split or BEST_EPOCH, "map50_95": scores["mAP50-95"], "map50": scores["mAP50"],
+        "recall": scores["recall"], "best_epoch": int(best["epoch"]) if best else None,
+        "train_min": rows[-1].get("time", math.nan) / 60 if rows else math.nan,
         "epochs": len(rows), "curve": [[int(r["epoch"]), r["metrics/mAP50-95"]] for r in scored], "probe_cos": probe,
     }
 
@@ -264,12 +281,12 @@ def aggregate(runs: list[dict]) -> list[dict]:
     rows = []
     for label in dict.fromkeys(r["variant"] for r in runs):
         mine = [r for r in runs if r["variant"] == label]
-        row: dict[str, Any] = {"variant": label, "seeds": [r["seed"] for r in mine]}
+        row: dict[str, Any] = {"variant": label, "seeds": [r["seed"] for r in mine], "scored_on": mine[0]["scored_on"]}
         for key in ("params", "head_params", "gflops", "head_gflops"):
             row[key] = mine[0][key]
         row["latency_ms"] = round(statistics.mean(r["latency_ms"] for r in mine), 3)
         for key in METRICS:
-            values = [float(r[key]) for r in mine if r[key] is not None and not math.isnan(float(r[key]))]
+            values = [float(r[key]) for r in mine if r.get(key) is not None and not math.isnan(float(r[key]))]
             row[key] = statistics.mean(values) if values else math.nan
             row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0 if values else math.nan
         for group in dict.fromkeys(g for r in mine for g in r.get("probe_cos", {})):
@@ -287,13 +304,15 @@ def _pm(row: dict, key: str, digits: int = 4) -> str:
 
 def table_markdown(rows: list[dict]) -> str:
     probes = list(dict.fromkeys(k for r in rows for k in r if k.startswith("probe_")))
-    head = ["variant", "params", "head params", "GFLOPs", "head GFLOPs", "latency ms", "mAP50-95", "mAP50",
-            "recall", "best epoch", *[f"cos {p.removeprefix('probe_')}" for p in probes]]
+    split = rows[0]["scored_on"] if rows else BEST_EPOCH
+    head = ["variant", "params", "head params", "GFLOPs", "head GFLOPs", "latency ms", f"mAP50-95 ({split})",
+            f"mAP50 ({split})", f"recall ({split})", "best epoch", "train min",
+            *[f"cos {p.removeprefix('probe_')}" for p in probes]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["variant"], f"{r['params']:,}", f"{r['head_params']:,}", f"{r['gflops']:.2f}",
                  f"{r['head_gflops']:.2f}", f"{r['latency_ms']:.1f}", _pm(r, "map50_95"), _pm(r, "map50"),
-                 _pm(r, "recall", 3), _pm(r, "best_epoch", 1),
+                 _pm(r, "recall", 3), _pm(r, "best_epoch", 1), _pm(r, "train_min", 1),
                  *[f"{r.get(p, math.nan):.3f}" for p in probes]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -304,7 +323,7 @@ def write_tables(run_dir: Path, runs: list[dict], rows: list[dict]) -> None:
     write_atomic(run_dir / "ablation.md", table_markdown(rows).encode())
     write_atomic(run_dir / "ablation.json", json.dumps(json_safe({"rows": rows, "runs": runs}), indent=2).encode())
     keys = ["variant", "seed", "params", "head_params", "gflops", "head_gflops", "latency_ms", "map50_95", "map50",
-            "recall", "best_epoch", "epochs", "folder"]
+            "recall", "scored_on", "best_epoch", "train_min", "epochs", "folder"]
     tmp = run_dir / ".ablation.csv.tmp"
     with tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
@@ -331,6 +350,7 @@ def plot_ablation(runs: list[dict], rows: list[dict], run_dir: Path) -> None:
     for row in rows:
         ax.errorbar(row["latency_ms"], row["map50_95"], yerr=row["map50_95_std"], fmt="o", color=colors[row["variant"]],
                     label=row["variant"])
-    ax.set(xlabel="latency (ms, batch 1, CPU)", ylabel="mAP50-95 (val)", title="mAP vs latency")
+    ax.set(xlabel="latency (ms, batch 1, CPU)", ylabel=f"mAP50-95 ({rows[0]['scored_on'] if rows else BEST_EPOCH})",
+           title="mAP vs latency")
     ax.legend()
     save_figure(fig, run_dir / "map_vs_latency.png")

@@ -15,18 +15,25 @@ from detforge.eval.plots import new_figure, save_figure
 
 
 class ResultsLog:
-    """Appends one row per epoch; the header comes from the first row's keys."""
+    """Appends one row per epoch; the header comes from the first row's keys. A row with other keys (a run
+    resumed by another version) keeps the file's columns: unknown keys are left out, missing ones are NaN."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
     def append(self, row: dict[str, float]) -> None:
-        new = not self.path.exists()
+        header = self._header()
         with self.path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
+            writer = csv.DictWriter(fh, fieldnames=header or list(row), restval="nan", extrasaction="ignore")
+            if not header:
                 writer.writeheader()
             writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+
+    def _header(self) -> list[str]:
+        if not self.path.exists():
+            return []
+        with self.path.open(newline="") as fh:
+            return next(csv.reader(fh), [])
 
     def rows(self) -> list[dict[str, float]]:
         if not self.path.exists():

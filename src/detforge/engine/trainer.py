@@ -78,6 +78,7 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
     losses: list[float] = field(default_factory=list)  # mean total loss per epoch (for determinism checks)
     evaluation: EvalResult | None = None  # final validation of the best weights (main process)
+    train_s: float = 0.0  # wall seconds of all epochs (training + validation), resumed parts included
 
 
 class Trainer:
@@ -237,6 +238,7 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.start_epoch, self.best_fitness, self.epochs_without_gain = 0, -1.0, 0
         self.loss_history: list[float] = []
+        self.elapsed_s = 0.0  # wall seconds of the epochs done so far (kept across resumes: results.csv `time`)
         if self.resume_state is not None:
             info = restore_train_state(*self.resume_state, model=unwrap(self.model), ema=self.ema,
                                        optimizer=self.optimizer, scaler=self.scaler)
@@ -244,6 +246,7 @@ class Trainer:
             self.best_fitness = info["best_fitness"]
             self.epochs_without_gain = info["epochs_without_gain"]
             self.loss_history = info["loss_history"]
+            self.elapsed_s = info.get("elapsed_s", 0.0)
             if self.main:
                 for stale in self.weights_dir.glob(".*.tmp"):  # temp files of a write the kill interrupted
                     stale.unlink()
@@ -289,6 +292,7 @@ class Trainer:
         metrics: dict = {}
         epoch = self.start_epoch - 1
         for epoch in range(self.start_epoch, c.epochs):
+            self.epoch_start = time.perf_counter()
             losses = self._train_epoch(epoch)
             metrics = self._end_epoch(epoch, losses)
             if distributed.broadcast_object(self._should_stop()):
@@ -297,7 +301,7 @@ class Trainer:
         distributed.barrier()
         result = TrainResult(self.run_dir, self.weights_dir / "best.safetensors",
                              self.weights_dir / "last.safetensors", epoch + 1, self.best_fitness, metrics,
-                             self.loss_history)
+                             self.loss_history, train_s=self.elapsed_s)
         if self.main:
             self._finish(result)
         distributed.cleanup()
@@ -392,10 +396,12 @@ class Trainer:
                 row[f"val/{key}"] = float(metrics.get(f"val/{key}", float("nan")))
         row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(self.optimizer.param_groups)})
         row["images_per_s"] = losses["images_per_s"]
+        self.elapsed_s += time.perf_counter() - self.epoch_start
+        row["time"] = self.elapsed_s  # cumulative, as the reference's results.csv
         self.callbacks.fire("on_fit_epoch_end", self, epoch, row)  # results.csv, first-batch plot, trackers
         save_weights(self.ema.ema, self.weights_dir / "last.safetensors", self._weights_meta(epoch))
         info = {"epoch": epoch, "best_fitness": self.best_fitness, "epochs_without_gain": self.epochs_without_gain,
-                "loss_history": self.loss_history, "train_config": self.config.model_dump(mode="json")}
+                "loss_history": self.loss_history, "elapsed_s": self.elapsed_s, "train_config": self.config.model_dump(mode="json")}
         state = self.weights_dir / "last_state.safetensors"
         save_train_state(state, model=unwrap(self.model), ema=self.ema, optimizer=self.optimizer,
                          scaler=self.scaler, info=info)
