@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train head variants with the same schedule and seeds; table + plots",
         description="Train every combination of the --vary axes (each with every seed) one after another in one "
         "run folder, then write ablation.md/.csv/.json (params, head params, GFLOPs, latency, mAP50-95, mAP50, "
-        "recall, epoch of best mAP, training minutes; mean ± std over seeds) and map_vs_epoch.png / map_vs_latency.png. Calling "
+        "recall, epoch of best mAP, training minutes; mean ± std over seeds) and map_vs_epoch.png / "
+        "map_vs_latency.png. Calling "
         "again with the same --project/--name continues the grid: finished variants are not retrained, a stopped "
         "one resumes. Axes: head=coupled,hybrid,decoupled,decoupled-obj; match=off,on (head.match_params); "
         "aux=off,on; or any training setting / model key (lr_mult.cls=1,2).",

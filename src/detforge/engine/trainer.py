@@ -401,7 +401,8 @@ class Trainer:
         self.callbacks.fire("on_fit_epoch_end", self, epoch, row)  # results.csv, first-batch plot, trackers
         save_weights(self.ema.ema, self.weights_dir / "last.safetensors", self._weights_meta(epoch))
         info = {"epoch": epoch, "best_fitness": self.best_fitness, "epochs_without_gain": self.epochs_without_gain,
-                "loss_history": self.loss_history, "elapsed_s": self.elapsed_s, "train_config": self.config.model_dump(mode="json")}
+                "loss_history": self.loss_history, "elapsed_s": self.elapsed_s,
+                "train_config": self.config.model_dump(mode="json")}
         state = self.weights_dir / "last_state.safetensors"
         save_train_state(state, model=unwrap(self.model), ema=self.ema, optimizer=self.optimizer,
                          scaler=self.scaler, info=info)
