@@ -19,7 +19,8 @@ import detforge
 from detforge.cli import main as cli_main
 from detforge.errors import WeightsError
 from detforge.io.convert import convert, import_checkpoint
-from detforge.io.ultralytics_map import map_key
+from detforge.io.ultralytics_map import map_key, training_sizes
+from detforge.models.provenance import default_imgsz, read_training_settings, training_settings
 
 ultralytics = pytest.importorskip("ultralytics")
 from ultralytics.cfg import get_cfg
@@ -202,3 +203,20 @@ def test_key_map_examples():
     for bad in ("model.10.weight", "model.22.one2one_cv2.0.0.conv.weight", "model.2.m.0.cv3.conv.weight"):
         with pytest.raises(KeyError):
             map_key(bad)
+
+
+def test_the_reference_training_size_is_carried_over(reference, tmp_path):
+    """val/export of a converted checkpoint default to the size the reference trained it at, as for ours."""
+    checkpoint = torch.load(reference[0], weights_only=False)
+    checkpoint["train_args"].update(imgsz=320, batch=8)
+    torch.save(checkpoint, tmp_path / "320.pt")
+    assert training_settings(import_checkpoint(tmp_path / "320.pt")) == {"imgsz": 320, "batch": 8}
+    convert(tmp_path / "320.pt", tmp_path / "320.safetensors")
+    assert read_training_settings(tmp_path / "320.safetensors") == {"imgsz": 320, "batch": 8}
+    assert default_imgsz(detforge.load(tmp_path / "320.safetensors"), None) == 320
+
+
+@pytest.mark.parametrize("args", [None, "imgsz=320", {"imgsz": "320"}, {"imgsz": [320, 256]}, {"imgsz": True},
+                                  {"imgsz": 10**9, "batch": -1}, {"imgsz": 0.5, "batch": 2**70}])
+def test_odd_reference_training_sizes_are_left_out(args):
+    assert training_sizes(args) == {}

@@ -24,6 +24,7 @@ from detforge.io.ultralytics_map import import_ultralytics
 from detforge.io.weights import save_weights
 from detforge.io.yolov7_map import YOLOV7_NAMESPACES, import_yolov7, is_yolov7_checkpoint
 from detforge.models.detector import Detector
+from detforge.models.provenance import training_settings, weights_metadata
 
 
 @dataclass(frozen=True)
@@ -87,5 +88,7 @@ def convert(src: str | Path, dst: str | Path) -> Detector:
             f"{dst}: the output must be a .safetensors file, e.g. {dst.with_suffix('.safetensors')}"
         )
     model = import_checkpoint(src)
-    save_weights(model, dst, metadata={"converted_from": Path(src).name})
+    trained = training_settings(model)  # the reference's training size, when its checkpoint records it
+    save_weights(model, dst, metadata={"converted_from": Path(src).name,
+                                       **(weights_metadata(trained) if trained else {})})
     return model

@@ -86,6 +86,7 @@ CHILD_NAMES = {
     "sppf": {"cv1": "reduce", "cv2": "project"},
     "detect": {"cv2": "box_branches", "cv3": "cls_branches"},
 }
+TRAINING_SIZES = {"imgsz": 8192, "batch": 4096}  # reference training settings carried over, with their bounds
 DFL_KEY = "model.22.dfl.conv.weight"  # the fixed 0..reg_max-1 projection; detforge builds it itself
 DFL_TARGET = "head.dfl.bins"
 
@@ -208,5 +209,17 @@ def import_ultralytics(checkpoint: Any, path: str | Path) -> Detector:
         state[DFL_TARGET] = torch.arange(reg_max, dtype=torch.float32)  # the fixed projection detforge builds
     del skeleton
     detector = build_checked(make, state, str(path))  # shapes checked on the meta device first; fp16 → fp32
+    trained = training_sizes(checkpoint.get("train_args"))
+    if trained:  # val / predict / export default to the size it was trained at, as for detforge's own weights
+        detector.meta = {"source": str(path), "train": trained}
     logger.debug("imported Ultralytics yolov8%s (%d classes) from %s", scale, num_classes, path)
     return detector.eval()
+
+
+def training_sizes(train_args: Any) -> dict[str, int]:
+    """The reference run's image size and batch from its `train_args`, where they are plain whole numbers
+    within bounds; anything else (a list imgsz, auto batch -1, a hostile value) is left out."""
+    if not isinstance(train_args, dict):
+        return {}
+    return {key: value for key, top in TRAINING_SIZES.items()
+            if type(value := train_args.get(key)) is int and 0 < value <= top}
