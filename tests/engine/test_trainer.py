@@ -132,3 +132,16 @@ def test_model_train_method_trains_in_place(settings, tiny_model):
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     model.train(False)
     assert not model.training
+
+
+def test_a_p6_model_trains_at_a_multiple_of_its_stride(settings, tmp_path, caplog):
+    """Sides that are multiples of 32 but not 64 would fail inside a P6 model's neck: the size is rounded
+    up and the loaders (rectangular validation batches too) use the model's stride."""
+    model = tmp_path / "p6.yaml"
+    model.write_text("backbone: {type: csp_darknet, stem_channels: 8, stage_channels: [16, 16, 32, 32, 32], "
+                     "stage_depths: [1, 1, 1, 1, 1], out_levels: [3, 4, 5, 6]}\n"
+                     "neck: {type: pan_fpn, depth: 1}\nhead: {type: decoupled, num_classes: 2}\n")
+    with caplog.at_level(logging.WARNING):
+        result = run(settings, model=str(model), imgsz=96, epochs=1)
+    assert "imgsz 96 is not a multiple of the model's largest stride 64; training at 128" in caplog.text
+    assert detforge.load(result.best).meta["train"]["imgsz"] == 128

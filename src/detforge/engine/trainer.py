@@ -46,6 +46,7 @@ from detforge.io.convert import load_detector
 from detforge.io.weights import save_weights, write_atomic
 from detforge.models.aux import default_aux
 from detforge.models.build import build_model, create_model
+from detforge.models.detector import max_stride
 from detforge.models.provenance import (
     read_training_settings,
     training_settings,
@@ -148,17 +149,24 @@ class Trainer:
         model_config = getattr(model, "config", None)
         train_recipe = getattr(model_config, "train", None)
         source = getattr(model_config, "source", None) or str(self.config.model)
-        return recipe.resolve_recipe(self.config, train_recipe, source)
+        resolved = recipe.resolve_recipe(self.config, train_recipe, source)
+        stride = max_stride(model)
+        if resolved.imgsz % stride:  # a P6 model at 96 px would fail deep inside the neck
+            rounded = math.ceil(resolved.imgsz / stride) * stride
+            log.warning("imgsz %d is not a multiple of the model's largest stride %d; training at %d",
+                        resolved.imgsz, stride, rounded)
+            resolved = resolved.model_copy(update={"imgsz": rounded})
+        return resolved
 
     def build_loaders(self) -> tuple:
         """(train loader, val loader); the val loader only on the main process (None elsewhere)."""
-        c = self.config
+        c, stride = self.config, max_stride(unwrap(self.model))
         train_loader = build_dataloader(self.spec, split="train", imgsz=c.imgsz, batch_size=c.batch,
                                         augment=True, hyp=c.augment, workers=c.workers, shuffle=True,
-                                        seed=c.seed, distributed=self.world > 1)
+                                        seed=c.seed, distributed=self.world > 1, stride=stride)
         val_loader = build_dataloader(self.spec, split="val", imgsz=c.imgsz, batch_size=c.batch * 2,
                                       augment=False, workers=c.workers, shuffle=False, rect=True,
-                                      seed=c.seed) if self.main else None
+                                      seed=c.seed, stride=stride) if self.main else None
         return train_loader, val_loader
 
     def build_assigner(self) -> nn.Module:

@@ -18,6 +18,7 @@ from detforge.errors import DataError
 from detforge.eval import evaluate
 from detforge.infer.postprocess import non_max_suppression, scale_boxes_to_original
 from detforge.io.convert import load_detector
+from detforge.models.detector import max_stride
 from detforge.models.provenance import default_imgsz, training_settings
 from detforge.progress import progress_bar
 
@@ -119,7 +120,7 @@ def val(model, data, split: str = "val", imgsz: int | None = None, batch: int | 
     max_det = trained.get("max_det", 300) if max_det is None else max_det
     batch = (2 * trained["batch"] if isinstance(trained.get("batch"), int) else 16) if batch is None else batch
     device = select_device(device)
-    stride = max(int(s) for s in detector.strides)
+    stride = max_stride(detector)
     loader = build_dataloader(spec, split=split, imgsz=imgsz, batch_size=batch, augment=False, rect=True,
                               workers=workers, shuffle=False, stride=stride, progress=progress,
                               preprocess=preprocess)

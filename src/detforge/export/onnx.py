@@ -27,6 +27,7 @@ from torch import nn
 from detforge.errors import ExportError
 from detforge.export.deploy import check_output, deployed_copy
 from detforge.export.graph import ExportGraph
+from detforge.models.detector import max_stride
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def export_onnx(model: nn.Module, path: str | Path, imgsz: int | tuple[int, int]
     if batch < 1:
         raise ExportError(f"--batch {batch} must be ≥ 1")
     net = deployed_copy(model, source)
-    stride = max(int(s) for s in net.strides)
+    stride = max_stride(net)
     shape = input_size(imgsz, stride)
     example = torch.rand(batch, 3, *shape)
     expected = check_output(net, example, source)

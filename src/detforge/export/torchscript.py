@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from detforge.export.deploy import check_output, deployed_copy
+from detforge.models.detector import max_stride
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def export_torchscript(model, path: str | Path, imgsz: int | tuple[int, int] = 6
 
     path = Path(path)
     net = deployed_copy(model, source)
-    shape = input_size(imgsz, max(int(s) for s in net.strides))
+    shape = input_size(imgsz, max_stride(net))
     example = torch.rand(batch, 3, *shape)
     check_output(net, example, source)
     graph = traceable(net, example, source)

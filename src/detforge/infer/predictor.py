@@ -31,7 +31,7 @@ from detforge.infer.sliced import SliceSettings, predict_sliced
 from detforge.infer.sources import Frame, SourceLike, open_source, prefetch
 from detforge.io.convert import load_detector
 from detforge.models.deploy import deploy_model
-from detforge.models.detector import Detector
+from detforge.models.detector import Detector, max_stride
 from detforge.models.provenance import default_imgsz
 from detforge.runs import next_run_dir
 
@@ -55,7 +55,7 @@ class Predictor:
         model = model if isinstance(model, nn.Module) else load_detector(model)
         self.device = select_device(device)
         self.names = list(model.names)
-        self.stride = max(int(s) for s in model.strides)
+        self.stride = max_stride(model)
         imgsz = default_imgsz(model, imgsz)
         self.imgsz = math.ceil(imgsz / self.stride) * self.stride
         if self.imgsz != imgsz:

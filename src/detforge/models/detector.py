@@ -10,6 +10,12 @@ from detforge.models.deploy import Target, deploy_model, fuse_parts
 from detforge.models.heads.base import DetectionHead, HeadOutput
 
 
+def max_stride(model) -> int:
+    """The coarsest output stride of a detector (or an exported runtime): image sides, and the sides of
+    rectangular batches, must be multiples of it."""
+    return max(int(s) for s in model.strides)
+
+
 class Detector(nn.Module):
     """A detector assembled from three parts.
 
