@@ -2,14 +2,16 @@
 writes probe.csv, results.csv columns and probe.png."""
 
 import csv
+import logging
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
 import detforge
-from detforge.engine.probe import gradient_conflict, layer_groups, probe_batch
+from detforge.engine.probe import GradientProbe, gradient_conflict, layer_groups, probe_batch
 from detforge.losses.detection import DetectionLoss
 
 
@@ -73,3 +75,15 @@ def test_trainer_logs_probe(settings):
         rows = list(csv.DictReader(fh))
     assert {r["group"] for r in rows} == {"backbone", "neck"} and len(rows) == 2 * 2  # 2 steps, 2 groups
     assert (result.run_dir / "probe.png").is_file()
+
+
+def test_probe_is_off_with_sync_batchnorm(tmp_path, caplog):
+    """Its extra forward runs on the main process only: SyncBatchNorm would wait there for the other ranks."""
+    trainer = SimpleNamespace(run_dir=tmp_path, model=nn.Sequential(nn.SyncBatchNorm(4)),
+                              resume_state=None, train_loader=[None] * 3)
+    probe = GradientProbe(every=1)
+    with caplog.at_level(logging.WARNING):
+        probe.on_run_start(trainer)
+    assert "gradient probe off" in caplog.text and "SyncBatchNorm" in caplog.text
+    probe.on_train_batch_end(trainer, 0, 0, batch={})  # would fail on the empty batch if it probed
+    assert not (tmp_path / "probe.csv").exists()

@@ -153,18 +153,23 @@ class GradientProbe(Callback):
     """Trainer callback: the probe every `every` training steps (see the module docstring)."""
 
     def __init__(self, every: int):
-        self.every = max(int(every), 1)
+        self.every: int | None = max(int(every), 1)  # None: turned off
         self.samples: list[dict] = []  # this epoch's
 
     def on_run_start(self, trainer: Trainer) -> None:
         self.path = trainer.run_dir / "probe.csv"
+        if any(isinstance(m, nn.SyncBatchNorm) for m in trainer.model.modules()):
+            # the probe's extra forward runs on the main process only; SyncBatchNorm would wait for the others
+            log.warning("gradient probe off: it does not run with SyncBatchNorm (train without --sync-bn to probe)")
+            self.every = None
+            return
         if trainer.resume_state is not None and self.path.exists():  # drop what the killed run wrote after its save
             kept = [r for r in read_probe(self.path) if r["epoch"] <= trainer.start_epoch]
             write_probe(self.path, kept)
 
     def on_train_batch_end(self, trainer: Trainer, epoch: int, index: int, batch: dict) -> None:
         step = epoch * len(trainer.train_loader) + index
-        if step % self.every:
+        if self.every is None or step % self.every:
             return
         model = unwrap(trainer.model)
         images = images_to_float(batch["img"], trainer.device)
@@ -173,7 +178,7 @@ class GradientProbe(Callback):
             result = probe_batch(model, trainer.loss_fn, images, *targets)
         except TypeError as err:
             log.warning("gradient probe off: %s", err)
-            self.every = 10**12
+            self.every = None
             return
         rows = [{"step": step, "epoch": epoch + 1, "group": group, "cos": v["cos"], "ratio": v["ratio"],
                  "box_norm": v["a_norm"], "cls_norm": v["b_norm"]} for group, v in result.items()]
