@@ -1,6 +1,7 @@
 """The training loop: learning, determinism, exact resume, fine-tuning, guards and errors."""
 
 import logging
+import math
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 import detforge
 from detforge.assign import TaskAlignedAssigner
 from detforge.data import build_dataloader
+from detforge.engine.callbacks import Callback
 from detforge.engine.results import ResultsLog
 from detforge.engine.train_config import make_train_config
 from detforge.engine.trainer import Trainer
@@ -145,3 +147,25 @@ def test_a_p6_model_trains_at_a_multiple_of_its_stride(settings, tmp_path, caplo
         result = run(settings, model=str(model), imgsz=96, epochs=1)
     assert "imgsz 96 is not a multiple of the model's largest stride 64; training at 128" in caplog.text
     assert detforge.load(result.best).meta["train"]["imgsz"] == 128
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no native bfloat16")
+def test_bf16_autocast_on_a_cpu_that_has_it(settings):
+    dtypes = []
+
+    class HeadInputs(Callback):
+        def on_run_start(self, trainer):
+            trainer.model.head.register_forward_hook(lambda m, args, out: dtypes.append(args[0][0].dtype))
+
+    result = Trainer(make_train_config({**settings, "epochs": 1, "amp_dtype": "bf16"}),
+                     callbacks=[HeadInputs()]).train()
+    assert torch.bfloat16 in dtypes  # the training forward ran under bf16 autocast (validation in float32)
+    assert all(math.isfinite(loss) for loss in result.losses)
+
+
+def test_bf16_on_a_cpu_without_it_trains_in_float32(settings, monkeypatch, caplog):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    trainer = Trainer(make_train_config({**settings, "epochs": 1, "amp_dtype": "bf16"}))
+    with caplog.at_level(logging.WARNING):
+        trainer.train()
+    assert not trainer.use_amp and "no native bfloat16" in caplog.text

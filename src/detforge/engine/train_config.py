@@ -97,7 +97,7 @@ class TrainConfig(BaseModel):
     patience: int = Field(50, ge=0)        # epochs without improvement before stopping; 0 = never
     seed: int = 0
     deterministic: bool = False
-    amp: bool = True                       # mixed precision on CUDA (ignored on CPU)
+    amp: bool = True                       # mixed precision on CUDA; on CPU only with amp_dtype bf16
     amp_dtype: Literal["bf16", "fp16"] = "fp16"
     channels_last: bool = False
     sync_bn: bool = False

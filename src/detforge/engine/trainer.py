@@ -236,7 +236,7 @@ class Trainer:
         self.optimizer, self.schedule = self.build_optimizer(model)
         self.ema = ModelEMA(model, c.ema_decay, c.ema_tau)
         self.amp_dtype = torch.bfloat16 if c.amp_dtype == "bf16" else torch.float16
-        self.use_amp = c.amp and self.device.type == "cuda"
+        self.use_amp = c.amp and (self.device.type == "cuda" or self._cpu_bf16())
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.guard = NonFiniteGuard(c.max_nonfinite)  # policy: skip non-finite steps, stop when they persist
         self.threads = ThreadTuner.for_training(self.device, c.deterministic)
@@ -259,6 +259,16 @@ class Trainer:
                 for stale in self.weights_dir.glob(".*.tmp"):  # temp files of a write the kill interrupted
                     stale.unlink()
                 log.info("resuming %s from epoch %d/%d", self.run_dir, self.start_epoch + 1, c.epochs)
+
+    def _cpu_bf16(self) -> bool:
+        """bfloat16 autocast on the CPU: only when asked for (amp_dtype bf16) and the CPU computes it natively;
+        float32 stays the CPU default until the accuracy race shows bf16 matches it (docs/training.md)."""
+        if self.device.type != "cpu" or self.config.amp_dtype != "bf16":
+            return False
+        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        if not native and self.main:
+            log.warning("amp_dtype bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); training in float32")
+        return native
 
     def _write_run_files(self) -> None:
         self.weights_dir.mkdir(parents=True, exist_ok=True)
