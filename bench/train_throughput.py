@@ -16,6 +16,10 @@ of the previous batch (loading, forward, loss, backward, optimizer/EMA steps inc
 in the first epoch so no epoch-end work (validation, checkpoints) runs. The two frameworks
 alternate for `--repeats` rounds; the table shows the medians.
 
+A second detforge row trains with bfloat16 autocast (`amp_dtype: bf16`, opt-in on CPUs with native
+bf16), against the same float32 reference measurements; `--no-bf16` leaves it out (it is left out
+on CPUs without native bf16).
+
     python bench/train_throughput.py [--sizes 320 640] [--batches 7] [--warmup 5] [--repeats 5] [--json PATH]
 """
 
@@ -38,7 +42,7 @@ from report import add_row, new_section, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "bccd"
-FRAMEWORKS = ("detforge", "ultralytics")
+FRAMEWORKS = ("detforge", "detforge-bf16", "ultralytics")
 
 
 class StopMeasuring(Exception):
@@ -110,7 +114,8 @@ def detforge_trainer(args: argparse.Namespace):
 
     config = make_train_config({
         "model": "yolov8n", "data": str(args.data / "data.yaml"), "epochs": 100, "imgsz": args.imgsz,
-        "batch": args.batch, "workers": args.workers, "device": "cpu", "amp": False, "plots": False,
+        "batch": args.batch, "workers": args.workers, "device": "cpu", "amp": args.child == "detforge-bf16",
+        "amp_dtype": "bf16", "plots": False,
         "project": str(args.out), "name": "detforge", "exist_ok": True,
     })
     trainer = Trainer(config)
@@ -164,14 +169,23 @@ def measure(framework: str, args: argparse.Namespace, imgsz: int, out: Path) -> 
     return json.loads(lines[-1])
 
 
-def add_rows(section: dict, results: dict, sizes: list[int]) -> None:
-    for imgsz in sizes:
-        ours, theirs = results[imgsz]["detforge"], results[imgsz]["ultralytics"]
+def native_bf16() -> bool:
+    import torch
 
-        add_row(section, {"imgsz": imgsz}, {
-            metric: {"detforge": [r[field] for r in ours], "reference": [r[field] for r in theirs]}
-            for metric, field in (("img/s", "images_per_s"), ("peak RSS MB", "peak_rss_mb"))
-        })
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def add_rows(section: dict, results: dict, sizes: list[int]) -> None:
+    """One row per size and detforge precision, each against the same float32 reference runs."""
+    for imgsz in sizes:
+        theirs = results[imgsz]["ultralytics"]
+        for name, precision in (("detforge", "float32"), ("detforge-bf16", "bf16 autocast")):
+            ours = results[imgsz][name]
+            if ours:
+                add_row(section, {"imgsz": imgsz, "detforge precision": precision}, {
+                    metric: {"detforge": [r[field] for r in ours], "reference": [r[field] for r in theirs]}
+                    for metric, field in (("img/s", "images_per_s"), ("peak RSS MB", "peak_rss_mb"))
+                })
 
 
 def main() -> int:
@@ -187,12 +201,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the figures here for bench/report.py")
     parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for both (0: each its default)")
     parser.add_argument("--only", choices=FRAMEWORKS, help="measure one framework only")
+    parser.add_argument("--no-bf16", action="store_true", help="leave out the bfloat16-autocast detforge row")
     parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--imgsz", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        (run_detforge if args.child == "detforge" else run_ultralytics)(args)
+        (run_ultralytics if args.child == "ultralytics" else run_detforge)(args)
         return 0
     if not (args.data / "data.yaml").exists():
         print(f"skipped: {args.data / 'data.yaml'} not found (BCCD is expected in ../shared/datasets/bccd; "
@@ -203,12 +218,15 @@ def main() -> int:
         print(f"warning: {args.warmup + args.batches} batches run past the first epoch ({train_images} images); "
               "epoch-end work and a partial batch get timed", file=sys.stderr)
     frameworks = [args.only] if args.only else list(FRAMEWORKS)
+    if args.no_bf16 or not native_bf16():
+        frameworks = [f for f in frameworks if f != "detforge-bf16"]
     section = new_section(
         "train", "Training throughput", "python bench/train_throughput.py",
         f"yolov8n from scratch on a private copy of BCCD train, batch {args.batch}, default augmentations, "
-        f"{args.workers} loader workers on both sides, CPU, AMP off, no validation, the same optimizer; "
+        f"{args.workers} loader workers on both sides, CPU, float32 (the reference always; detforge also with "
+        f"bf16 autocast, opt-in), no validation, the same optimizer; "
         f"{args.warmup} untimed batches, then {args.batches} timed; peak RSS of the main training process.",
-        ["imgsz"], {"img/s": True, "peak RSS MB": False})
+        ["imgsz", "detforge precision"], {"img/s": True, "peak RSS MB": False})
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = private_copy(args.data, Path(tmp))
