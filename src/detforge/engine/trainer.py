@@ -153,8 +153,9 @@ class Trainer:
         stride = max_stride(model)
         if resolved.imgsz % stride:  # a P6 model at 96 px would fail deep inside the neck
             rounded = math.ceil(resolved.imgsz / stride) * stride
-            log.warning("imgsz %d is not a multiple of the model's largest stride %d; training at %d",
-                        resolved.imgsz, stride, rounded)
+            if self.main:
+                log.warning("imgsz %d is not a multiple of the model's largest stride %d; training at %d",
+                            resolved.imgsz, stride, rounded)
             resolved = resolved.model_copy(update={"imgsz": rounded})
         return resolved
 
