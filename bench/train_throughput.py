@@ -169,12 +169,6 @@ def measure(framework: str, args: argparse.Namespace, imgsz: int, out: Path) -> 
     return json.loads(lines[-1])
 
 
-def native_bf16() -> bool:
-    import torch
-
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
 def add_rows(section: dict, results: dict, sizes: list[int]) -> None:
     """One row per size and detforge precision, each against the same float32 reference runs."""
     for imgsz in sizes:
@@ -218,7 +212,9 @@ def main() -> int:
         print(f"warning: {args.warmup + args.batches} batches run past the first epoch ({train_images} images); "
               "epoch-end work and a partial batch get timed", file=sys.stderr)
     frameworks = [args.only] if args.only else list(FRAMEWORKS)
-    if args.no_bf16 or not native_bf16():
+    from detforge.device import cpu_has_bf16
+
+    if args.no_bf16 or not cpu_has_bf16():
         frameworks = [f for f in frameworks if f != "detforge-bf16"]
     section = new_section(
         "train", "Training throughput", "python bench/train_throughput.py",

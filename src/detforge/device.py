@@ -1,4 +1,5 @@
-"""Pick the torch device from a user's setting, with a one-line error when it can't exist here."""
+"""Pick the torch device from a user's setting, with a one-line error when it can't exist here; say
+whether this CPU computes bfloat16 natively."""
 
 from __future__ import annotations
 
@@ -19,3 +20,8 @@ def select_device(name: str | torch.device = "auto") -> torch.device:
     if name == "cuda" and "LOCAL_RANK" in os.environ:
         return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True when oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 or AMX): bf16 autocast pays off."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()

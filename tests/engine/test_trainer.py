@@ -9,6 +9,7 @@ import torch
 import detforge
 from detforge.assign import TaskAlignedAssigner
 from detforge.data import build_dataloader
+from detforge.device import cpu_has_bf16
 from detforge.engine.callbacks import Callback
 from detforge.engine.results import ResultsLog
 from detforge.engine.train_config import make_train_config
@@ -149,7 +150,7 @@ def test_a_p6_model_trains_at_a_multiple_of_its_stride(settings, tmp_path, caplo
     assert detforge.load(result.best).meta["train"]["imgsz"] == 128
 
 
-@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no native bfloat16")
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16")
 def test_bf16_autocast_on_a_cpu_that_has_it(settings):
     dtypes = []
 

@@ -205,6 +205,15 @@ def test_key_map_examples():
             map_key(bad)
 
 
+def test_hostile_training_sizes_are_dropped_end_to_end(reference, tmp_path):
+    checkpoint = torch.load(reference[0], weights_only=False)
+    checkpoint["train_args"].update(imgsz=10**12, batch="16")
+    torch.save(checkpoint, tmp_path / "odd.pt")
+    convert(tmp_path / "odd.pt", tmp_path / "odd.safetensors")
+    assert read_training_settings(tmp_path / "odd.safetensors") == {}
+    assert default_imgsz(detforge.load(tmp_path / "odd.safetensors"), None) == 640
+
+
 def test_the_reference_training_size_is_carried_over(reference, tmp_path):
     """val/export of a converted checkpoint default to the size the reference trained it at, as for ours."""
     checkpoint = torch.load(reference[0], weights_only=False)

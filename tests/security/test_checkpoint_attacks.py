@@ -15,6 +15,8 @@ import zipfile
 import ckpt_payloads as pay
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 from security_helpers import PeakMemory, assert_one_line_error, assert_unchanged, run_cli, snapshot
 
@@ -22,6 +24,7 @@ import detforge
 from detforge.errors import WeightsError
 from detforge.io.convert import import_checkpoint
 from detforge.io.foreign import load_checkpoint, state_dict_from_standin
+from detforge.io.ultralytics_map import TRAINING_SIZES, training_sizes
 
 MiB = 1 << 20
 
@@ -331,3 +334,18 @@ def test_safetensors_header_is_checked_before_reading(tmp_path, entry, match):
     header = json.dumps({"w": entry}).encode()
     path.write_bytes(len(header).to_bytes(8, "little") + header + b"\x00" * 8)
     one_line_error(detforge.load, path, match=match)
+
+
+_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+                       | st.binary(max_size=8), lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["imgsz", "batch", "data", "names"]) | st.text(max_size=6), _values,
+                       max_size=5) | _values)
+def test_a_checkpoints_train_args_give_only_bounded_sizes(train_args):
+    """`train_args` of a downloaded checkpoint is attacker data: only bounded plain ints become settings."""
+    kept = training_sizes(train_args)
+    assert set(kept) <= set(TRAINING_SIZES)
+    assert all(type(v) is int and 0 < v <= TRAINING_SIZES[k] for k, v in kept.items())

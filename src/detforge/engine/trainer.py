@@ -28,7 +28,7 @@ from torch import nn
 
 from detforge.config import parse_override, set_by_path, validate_config
 from detforge.data import build_dataloader, load_dataset_spec
-from detforge.device import select_device
+from detforge.device import cpu_has_bf16, select_device
 from detforge.engine import distributed, recipe
 from detforge.engine.callbacks import Callback, Callbacks, FunctionCallback, ResultsCsv, TrainingPlots
 from detforge.engine.checkpoint import load_train_state, restore_train_state, save_train_state
@@ -266,7 +266,7 @@ class Trainer:
         float32 stays the CPU default until the accuracy race shows bf16 matches it (docs/training.md)."""
         if self.device.type != "cpu" or self.config.amp_dtype != "bf16":
             return False
-        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        native = cpu_has_bf16()
         if not native and self.main:
             log.warning("amp_dtype bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); training in float32")
         return native
