@@ -12,8 +12,10 @@ framework's best weights are then scored twice on the held-out split:
   dataset's COCO json, so neither side's evaluator decides alone.
 
 Accuracy is reported as mean ± std over the seeds (one run on a small set swings by points).
+With `--runs DIR` each finished run is kept there and reused by the next invocation of the same
+recipe, so the ~4 h race can be completed over several sittings.
 
-    python bench/accuracy_race.py [--datasets bccd coco128] [--seeds 0 1 2] [--epochs 40] [--json PATH]
+    python bench/accuracy_race.py [--datasets bccd coco128] [--seeds 0 1 2] [--epochs 40] [--runs DIR] [--json PATH]
     python bench/accuracy_race.py --quick      # 3 epochs, one seed: a smoke run
 """
 
@@ -32,7 +34,7 @@ from pathlib import Path
 import yaml
 
 from data_throughput import private_copy
-from report import add_row, new_section, publish
+from report import add_row, machine_info, new_section, publish
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"  # override with --datasets-root
 # dataset -> (held-out split, its COCO json under annotations/)
@@ -120,25 +122,62 @@ def our_evaluator(best: str, data: Path, split: str, imgsz: int) -> tuple[float,
     return result.map50_95, result.map50
 
 
-def race(args: argparse.Namespace, name: str, tmp: Path, section: dict) -> None:
+def recipe(args: argparse.Namespace) -> dict:
+    return {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "workers": args.workers}
+
+
+def saved_run(path: Path, wanted: dict) -> dict | None:
+    """A finished run of the same recipe from an earlier invocation, so a race of several hours can
+    span sessions: each (dataset, seed, framework) is kept as it finishes and not trained again."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and saved.get("recipe") == wanted else None
+
+
+def keep_run(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(record, indent=1))
+    os.replace(temporary, path)  # a run killed while writing leaves the old file or none, never half of one
+
+
+def train_and_score(framework: str, args: argparse.Namespace, name: str, data: Path, seed: int, tmp: Path) -> dict:
+    """Train one model and score it both ways; the figures in the order of the section's metrics."""
     split, annotations = DATASETS[name]
-    data = private_copy(args.datasets_root / name, tmp / "data")
-    ground_truth = data / "annotations" / annotations
-    samples: dict[str, dict[str, list[float]]] = {metric: {f: [] for f in FRAMEWORKS} for metric in section["metrics"]}
+    load_start = os.getloadavg()[0]
+    run = run_child(framework, args, data, seed, tmp / "runs")
+    ours = our_evaluator(run["best"], data, split, args.imgsz)
+    predictions = own_predictions(framework, run["best"], data, split, args.imgsz, tmp / "val" / f"{framework}-{seed}")
+    own = coco_map(predictions, data / "annotations" / annotations)
+    return {"recipe": recipe(args), "commit": machine_info()["commit"], "load_start": load_start,
+            "figures": [*ours, own[0], run["wall_s"], run["images_per_s"], run["peak_rss_mb"]]}
+
+
+def race(args: argparse.Namespace, name: str, tmp: Path, section: dict) -> list[dict]:
+    """Every seed of one dataset, both frameworks (alternating which goes first); returns the runs."""
+    data = private_copy(args.datasets_root / name, tmp / name / "data")
+    samples: dict[str, dict[str, list[float]]] = {metric: {} for metric in section["metrics"]}
+    runs = []
     for seed in args.seeds:
         for framework in FRAMEWORKS if seed % 2 == 0 else FRAMEWORKS[::-1]:
-            run = run_child(framework, args, data, seed, tmp / "runs")
-            ours = our_evaluator(run["best"], data, split, args.imgsz)
-            own = coco_map(own_predictions(framework, run["best"], data, split, args.imgsz,
-                                           tmp / "val" / f"{framework}-{seed}"), ground_truth)
+            kept = args.runs / f"{name}-seed{seed}-{framework}.json" if args.runs else None
+            run = saved_run(kept, recipe(args)) if kept else None
+            reused = run is not None
+            if not reused:
+                run = train_and_score(framework, args, name, data, seed, tmp / name)
+                if kept:
+                    keep_run(kept, run)
             side = "detforge" if framework == "detforge" else "reference"
-            for metric, value in zip(section["metrics"], (*ours, own[0], run["wall_s"], run["images_per_s"],
-                                                          run["peak_rss_mb"]), strict=True):
+            for metric, value in zip(section["metrics"], run["figures"], strict=True):
                 samples[metric].setdefault(side, []).append(100 * value if "mAP" in metric else value)
-            print(f"{name} seed {seed} {framework}: mAP50-95 {ours[0]:.3f} (ours) / {own[0]:.3f} (own predictions, "
-                  f"COCOeval), {run['wall_s']:.0f} s", file=sys.stderr, flush=True)
-    add_row(section, {"dataset": f"{name} ({split})"},
-            {metric: {"detforge": v["detforge"], "reference": v["reference"]} for metric, v in samples.items()})
+            print(f"{name} seed {seed} {framework}: mAP50-95 {run['figures'][0]:.3f} (ours) / {run['figures'][2]:.3f} "
+                  f"(own predictions, COCOeval), {run['figures'][3]:.0f} s, commit {run['commit']}"
+                  + (f" (kept in {kept})" if reused else ""), file=sys.stderr, flush=True)
+            runs.append(run)
+    add_row(section, {"dataset": f"{name} ({DATASETS[name][0]})"}, samples)
+    return runs
 
 
 def main() -> int:
@@ -152,6 +191,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="3 epochs, seed 0: a smoke run")
     parser.add_argument("--json", type=Path, help="write the figures here for bench/report.py")
+    parser.add_argument("--runs", type=Path, help="keep each finished run here and reuse it when run again "
+                        "with the same recipe (resume a race across sessions)")
     parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -176,8 +217,10 @@ def main() -> int:
                       "mAP50-95 (COCOeval, own predictions)": True, "wall s": False, "train img/s": True,
                       "peak RSS MB": False}, summary="mean_std")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.datasets:
-            race(args, name, Path(tmp) / name, section)
+        runs = [run for name in args.datasets for run in race(args, name, Path(tmp), section)]
+    # Runs kept from earlier invocations bring their own load and commit: the page shows the worst load.
+    section["load_start"] = max(run["load_start"] for run in runs)
+    section["notes"] = f"Runs from commit {', '.join(sorted({run['commit'] for run in runs}))}."
     publish(section, args.json)
     return 0
 

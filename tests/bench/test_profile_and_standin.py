@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from pathlib import Path
 
@@ -12,28 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 
-
-def load(name: str):
-    sys.path.insert(0, str(BENCH))  # the scripts import their siblings (report, data_throughput)
-    try:
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
+@pytest.fixture(scope="module")
+def profile(bench_script):
+    return bench_script("train_profile")
 
 
 @pytest.fixture(scope="module")
-def profile():
-    return load("train_profile")
-
-
-@pytest.fixture(scope="module")
-def photos():
-    return load("large_photos")
+def photos(bench_script):
+    return bench_script("large_photos")
 
 
 def busy(seconds: float) -> None:

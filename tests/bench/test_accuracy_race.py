@@ -1,0 +1,79 @@
+"""bench/accuracy_race.py keeps each finished run and reuses it for the same recipe (a race of several
+hours spans sittings); trainings are faked, the bookkeeping is real."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture()
+def race(bench_script, monkeypatch):
+    module = bench_script("accuracy_race")
+    trained = []
+
+    def fake_train(framework, args, name, data, seed, tmp):
+        trained.append((name, seed, framework))
+        mine = framework == "detforge"
+        return {"recipe": module.recipe(args), "commit": "abc1234", "load_start": 0.1 + seed,
+                "figures": [0.40 + 0.01 * seed if mine else 0.38, 0.6, 0.41, 300.0 if mine else 600.0, 27.0, 2000.0]}
+
+    monkeypatch.setattr(module, "train_and_score", fake_train)
+    monkeypatch.setattr(module, "private_copy", lambda source, destination: destination)
+    module.trained = trained
+    return module
+
+
+def arguments(runs: Path | None, epochs: int = 40, seeds: tuple[int, ...] = (0, 1)) -> argparse.Namespace:
+    return argparse.Namespace(datasets_root=Path("unused"), seeds=list(seeds), epochs=epochs, imgsz=320, batch=16,
+                              workers=2, runs=runs)
+
+
+METRICS = ("mAP50-95", "mAP50", "mAP50-95 COCOeval", "wall s", "img/s", "rss")  # the order of a run's figures
+
+
+def section(race) -> dict:
+    return race.new_section("accuracy", "Accuracy race", "cmd", "setup", ["dataset"],
+                            dict.fromkeys(METRICS, True), summary="mean_std")
+
+
+def test_finished_runs_are_kept_and_reused_for_the_same_recipe(race, tmp_path: Path) -> None:
+    first = section(race)
+    race.race(arguments(tmp_path / "runs"), "bccd", tmp_path, first)
+    # both frameworks per seed, the order alternating so neither always trains on a warmer machine
+    assert race.trained == [("bccd", 0, "detforge"), ("bccd", 0, "ultralytics"),
+                            ("bccd", 1, "ultralytics"), ("bccd", 1, "detforge")]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "bccd-seed0-detforge.json", "bccd-seed0-ultralytics.json", "bccd-seed1-detforge.json",
+        "bccd-seed1-ultralytics.json"]
+    race.trained.clear()
+    second = section(race)
+    runs = race.race(arguments(tmp_path / "runs", seeds=(0, 1, 2)), "bccd", tmp_path, second)
+    assert race.trained == [("bccd", 2, "detforge"), ("bccd", 2, "ultralytics")]  # only the new seed trains
+    row = second["rows"][0]
+    assert row["key"] == {"dataset": "bccd (test)"}
+    assert row["samples"]["mAP50-95"]["detforge"] == pytest.approx([40.0, 41.0, 42.0])  # mAP in points
+    assert row["samples"]["mAP50-95"]["reference"] == pytest.approx([38.0] * 3)
+    assert row["samples"]["wall s"] == {"detforge": [300.0] * 3, "reference": [600.0] * 3}
+    assert [run["load_start"] for run in runs] == pytest.approx([0.1, 0.1, 1.1, 1.1, 2.1, 2.1])
+
+
+def test_a_changed_recipe_or_a_damaged_file_trains_again(race, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    race.race(arguments(runs, seeds=(0,)), "bccd", tmp_path, section(race))
+    (runs / "bccd-seed0-detforge.json").write_text('{"recipe": {"epochs": 4')  # cut short
+    race.trained.clear()
+    race.race(arguments(runs, seeds=(0,)), "bccd", tmp_path, section(race))
+    assert race.trained == [("bccd", 0, "detforge")]
+    race.trained.clear()
+    race.race(arguments(runs, epochs=3, seeds=(0,)), "bccd", tmp_path, section(race))
+    assert race.trained == [("bccd", 0, "detforge"), ("bccd", 0, "ultralytics")]
+    assert not list(runs.glob("*.tmp"))
+
+
+def test_without_a_runs_folder_nothing_is_kept(race, tmp_path: Path) -> None:
+    race.race(arguments(None, seeds=(0,)), "bccd", tmp_path, section(race))
+    race.race(arguments(None, seeds=(0,)), "bccd", tmp_path, section(race))
+    assert len(race.trained) == 4
