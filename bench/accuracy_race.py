@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 
 from data_throughput import private_copy
-from report import add_row, machine_info, new_section, publish
+from report import add_row, cpu_clock, machine_info, new_section, others_share, publish
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"  # override with --datasets-root
 # dataset -> (held-out split, its COCO json under annotations/)
@@ -146,12 +146,13 @@ def keep_run(path: Path, record: dict) -> None:
 def train_and_score(framework: str, args: argparse.Namespace, name: str, data: Path, seed: int, tmp: Path) -> dict:
     """Train one model and score it both ways; the figures in the order of the section's metrics."""
     split, annotations = DATASETS[name]
-    load_start = os.getloadavg()[0]
+    load_start, clock = os.getloadavg()[0], cpu_clock()
     run = run_child(framework, args, data, seed, tmp / "runs")
     ours = our_evaluator(run["best"], data, split, args.imgsz)
     predictions = own_predictions(framework, run["best"], data, split, args.imgsz, tmp / "val" / f"{framework}-{seed}")
     own = coco_map(predictions, data / "annotations" / annotations)
     return {"recipe": recipe(args), "commit": machine_info()["commit"], "load_start": load_start,
+            "others_share": others_share(clock, os.cpu_count() or 1),
             "figures": [*ours, own[0], run["wall_s"], run["images_per_s"], run["peak_rss_mb"]]}
 
 
@@ -178,6 +179,15 @@ def race(args: argparse.Namespace, name: str, tmp: Path, section: dict) -> list[
             runs.append(run)
     add_row(section, {"dataset": f"{name} ({DATASETS[name][0]})"}, samples)
     return runs
+
+
+def record_conditions(section: dict, runs: list[dict]) -> None:
+    """Runs kept from earlier invocations bring their own load and commit: the page shows the worst
+    load, the most other processes took, and every commit the runs came from."""
+    section["load_start"] = max(run["load_start"] for run in runs)
+    shares = [run["others_share"] for run in runs if run.get("others_share") is not None]
+    section["others_share"] = max(shares) if shares else None
+    section["notes"] = f"Runs from commit {', '.join(sorted({run['commit'] for run in runs}))}."
 
 
 def main() -> int:
@@ -218,9 +228,7 @@ def main() -> int:
                       "peak RSS MB": False}, summary="mean_std")
     with tempfile.TemporaryDirectory() as tmp:
         runs = [run for name in args.datasets for run in race(args, name, Path(tmp), section)]
-    # Runs kept from earlier invocations bring their own load and commit: the page shows the worst load.
-    section["load_start"] = max(run["load_start"] for run in runs)
-    section["notes"] = f"Runs from commit {', '.join(sorted({run['commit'] for run in runs}))}."
+    record_conditions(section, runs)
     publish(section, args.json)
     return 0
 

@@ -17,7 +17,8 @@ def race(bench_script, monkeypatch):
     def fake_train(framework, args, name, data, seed, tmp):
         trained.append((name, seed, framework))
         mine = framework == "detforge"
-        return {"recipe": module.recipe(args), "commit": "abc1234", "load_start": 0.1 + seed,
+        return {"recipe": module.recipe(args), "commit": f"abc{seed}", "load_start": 0.1 + seed,
+                "others_share": 0.01 * seed,
                 "figures": [0.40 + 0.01 * seed if mine else 0.38, 0.6, 0.41, 300.0 if mine else 600.0, 27.0, 2000.0]}
 
     monkeypatch.setattr(module, "train_and_score", fake_train)
@@ -57,7 +58,9 @@ def test_finished_runs_are_kept_and_reused_for_the_same_recipe(race, tmp_path: P
     assert row["samples"]["mAP50-95"]["detforge"] == pytest.approx([40.0, 41.0, 42.0])  # mAP in points
     assert row["samples"]["mAP50-95"]["reference"] == pytest.approx([38.0] * 3)
     assert row["samples"]["wall s"] == {"detforge": [300.0] * 3, "reference": [600.0] * 3}
-    assert [run["load_start"] for run in runs] == pytest.approx([0.1, 0.1, 1.1, 1.1, 2.1, 2.1])
+    race.record_conditions(second, runs)  # the worst conditions any run had, and where the runs came from
+    assert second["load_start"] == pytest.approx(2.1) and second["others_share"] == pytest.approx(0.02)
+    assert second["notes"] == "Runs from commit abc0, abc1, abc2."
 
 
 def test_a_changed_recipe_or_a_damaged_file_trains_again(race, tmp_path: Path) -> None:

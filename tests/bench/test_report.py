@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 
 
@@ -35,7 +41,45 @@ def test_busy_machine_is_flagged_and_quiet_one_is_not(report):
     quiet = report.render_section(fake_section(report, 0.3))
     busy = report.render_section(fake_section(report, 1.6))
     assert "**Busy machine:**" not in quiet and "**Busy machine:**" in busy
-    assert "load average 1.60 at the start on 2 cores, 3 repeats, median shown" in busy
+    assert "load average 1.60 at the start on 2 cores; 3 repeats, median shown" in busy
+
+
+def test_measured_use_by_other_processes_decides_over_the_load_average(report):
+    section = fake_section(report, 1.9)  # the load average still carries the script that ran before
+    section["others_share"] = 0.04
+    quiet = report.render_section(section)
+    assert "**Busy machine:**" not in quiet and "other processes used 4% of the cores while it ran" in quiet
+    section["others_share"] = 0.3
+    assert "**Busy machine:**" in report.render_section(section)
+
+
+def test_others_share_is_machine_time_less_our_own(report, monkeypatch):
+    monkeypatch.setattr(report, "cpu_clock", lambda: {"machine_s": 14.0, "own_s": 8.0, "wall_s": 102.0})
+    start = {"machine_s": 10.0, "own_s": 5.0, "wall_s": 100.0}
+    assert report.others_share(start, cores=2) == pytest.approx(0.25)  # 4 s busy, 3 of them ours, over 2 x 2 s
+    assert report.others_share(None, cores=2) is None
+
+
+def test_a_process_that_is_not_ours_is_seen(report):
+    if report.cpu_clock() is None:
+        pytest.skip("no /proc/stat on this system: the load average decides there")
+    start = report.cpu_clock()
+    spin = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
+    spinner = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        time.sleep(1.5)
+        share = report.others_share(start, cores=os.cpu_count())
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert share > report.BUSY_OTHERS_SHARE  # a child not yet reaped is nobody's own time
+
+
+def test_publish_records_the_share(report, tmp_path):
+    section = report.new_section("t", "T", "cmd", "fake.", ["imgsz"], {"img/s": True})
+    report.publish(section, tmp_path / "t.json")
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert "others_share" in saved and (saved["others_share"] is None) == (saved["clock_start"] is None)
 
 
 def test_page_names_machine_versions_commit_and_date(report, tmp_path):
