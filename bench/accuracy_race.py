@@ -2,7 +2,7 @@
 
 Each (dataset, seed, framework) trains in its own subprocess on a private copy of the dataset
 with the same settings (320 px, batch 16, 40 epochs, default augmentation and optimizer rule,
-2 loader workers, CPU, AMP off) and reports its wall time, training images/s and peak RSS. Each
+2 loader workers, the same torch thread count, CPU, AMP off) and reports its wall time, training images/s and peak RSS. Each
 framework's best weights are then scored twice on the held-out split:
 
 - by detforge's evaluator on both models (the Ultralytics checkpoint imported with the
@@ -10,6 +10,11 @@ framework's best weights are then scored twice on the held-out split:
 - by the pycocotools protocol (faster-coco-eval's COCOeval) on each framework's OWN saved
   predictions (`detforge val --save-json`, Ultralytics `val(save_json=True)`), against the
   dataset's COCO json, so neither side's evaluator decides alone.
+
+Threads: Ultralytics sets torch to cpu_count - 1 threads when it selects the CPU (1 on 2 cores) and
+OMP_NUM_THREADS=1 in the environment of the process that imports it; the children therefore start
+from the environment this script was started with, and `--threads N` (default: every core) gives
+both sides N threads (`--threads 0`: each its own default).
 
 Accuracy is reported as mean ± std over the seeds (one run on a small set swings by points).
 With `--runs DIR` each finished run is kept there and reused by the next invocation of the same
@@ -40,6 +45,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"  # o
 # dataset -> (held-out split, its COCO json under annotations/)
 DATASETS = {"bccd": ("test", "instances_test.json"), "coco128": ("val", "instances_train2017.json")}
 FRAMEWORKS = ("detforge", "ultralytics")
+CHILD_ENV = dict(os.environ)  # before this process imports Ultralytics (it sets OMP_NUM_THREADS=1 on import)
 
 
 def child_train(args: argparse.Namespace) -> None:
@@ -48,28 +54,38 @@ def child_train(args: argparse.Namespace) -> None:
                 "batch": args.batch, "seed": args.seed, "workers": args.workers, "device": "cpu",
                 "project": str(args.out), "name": f"{args.child}-seed{args.seed}", "exist_ok": True}
     start = time.perf_counter()
+    import torch
+
     if args.child == "detforge":
         import detforge
 
         best = detforge.train(model="yolov8n", amp=False, **settings).best
+        threads = torch.get_num_threads()  # OMP_NUM_THREADS, or the count its tuner kept last
     else:
         from ultralytics import YOLO
 
         model = YOLO("yolov8n.yaml")
+        if args.threads:  # after its select_device has set cpu_count - 1 threads
+            model.add_callback("on_train_start", lambda trainer: torch.set_num_threads(args.threads))
+        seen = set()  # during training: its final validation selects the device (and threads) again
+        model.add_callback("on_train_epoch_end", lambda trainer: seen.add(torch.get_num_threads()))
         model.train(amp=False, plots=False, verbose=False, **settings)
-        best = model.trainer.best
+        best, threads = model.trainer.best, max(seen)
     wall = time.perf_counter() - start
     train_folder = args.data / yaml.safe_load((args.data / "data.yaml").read_text())["train"]
     train_images = sum(1 for p in train_folder.iterdir() if p.is_file())
     print(json.dumps({"best": str(best), "wall_s": wall, "images_per_s": train_images * args.epochs / wall,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "threads": threads}), flush=True)
 
 
 def run_child(framework: str, args: argparse.Namespace, data: Path, seed: int, out: Path) -> dict:
     command = [sys.executable, __file__, "--child", framework, "--data", str(data), "--seed", str(seed),
                "--out", str(out), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
-               "--batch", str(args.batch), "--workers", str(args.workers)]
-    env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False")
+               "--batch", str(args.batch), "--workers", str(args.workers), "--threads", str(args.threads)]
+    env = dict(CHILD_ENV, YOLO_OFFLINE="1", YOLO_VERBOSE="False")
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
@@ -123,7 +139,8 @@ def our_evaluator(best: str, data: Path, split: str, imgsz: int) -> tuple[float,
 
 
 def recipe(args: argparse.Namespace) -> dict:
-    return {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "workers": args.workers}
+    return {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "workers": args.workers,
+            "threads": args.threads}
 
 
 def saved_run(path: Path, wanted: dict) -> dict | None:
@@ -152,7 +169,8 @@ def train_and_score(framework: str, args: argparse.Namespace, name: str, data: P
     predictions = own_predictions(framework, run["best"], data, split, args.imgsz, tmp / "val" / f"{framework}-{seed}")
     own = coco_map(predictions, data / "annotations" / annotations)
     return {"recipe": recipe(args), "commit": machine_info()["commit"], "load_start": load_start,
-            "others_share": others_share(clock, os.cpu_count() or 1),
+            "others_share": others_share(clock, os.cpu_count() or 1), "framework": framework,
+            "threads": run["threads"],
             "figures": [*ours, own[0], run["wall_s"], run["images_per_s"], run["peak_rss_mb"]]}
 
 
@@ -187,7 +205,10 @@ def record_conditions(section: dict, runs: list[dict]) -> None:
     section["load_start"] = max(run["load_start"] for run in runs)
     shares = [run["others_share"] for run in runs if run.get("others_share") is not None]
     section["others_share"] = max(shares) if shares else None
-    section["notes"] = f"Runs from commit {', '.join(sorted({run['commit'] for run in runs}))}."
+    threads = {side: "/".join(sorted({str(run["threads"]) for run in runs if run.get("framework") == framework}))
+               for side, framework in (("detforge", "detforge"), ("reference", "ultralytics"))}
+    section["notes"] = (f"Runs from commit {', '.join(sorted({run['commit'] for run in runs}))}; torch threads in "
+                        f"training: {', '.join(f'{side} {n}' for side, n in threads.items() if n)}.")
 
 
 def main() -> int:
@@ -199,6 +220,8 @@ def main() -> int:
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads for both sides (default: every core; 0: each framework's default)")
     parser.add_argument("--quick", action="store_true", help="3 epochs, seed 0: a smoke run")
     parser.add_argument("--json", type=Path, help="write the figures here for bench/report.py")
     parser.add_argument("--runs", type=Path, help="keep each finished run here and reuse it when run again "

@@ -5,8 +5,11 @@ folder) with the same settings: batch 16, default augmentations (mosaic 1.0, HSV
 scale, fliplr), the same number of loader workers, CPU, AMP off, no validation, and the same
 optimizer (the `auto` rule picks AdamW for both). Ultralytics forces `workers=0` on CPU; the
 bench sets its `workers` back to the requested number after construction so both load in the
-background. Each framework keeps its own thread settings (Ultralytics sets OMP_NUM_THREADS=1 on
-import unless the variable is set; `--threads N` sets it for both).
+background. Without `--threads` each framework keeps its own thread settings: detforge times its
+thread counts (ThreadTuner), Ultralytics sets torch to cpu_count - 1 threads when it selects the CPU
+(1 on a 2-core machine, whatever OMP_NUM_THREADS says). `--threads N` gives both N torch threads:
+OMP_NUM_THREADS for detforge, and for Ultralytics `torch.set_num_threads` once its trainer has
+selected the device. The thread count each side trained with is recorded under the table.
 
 Every measurement is its own subprocess, so `ru_maxrss` of that process (RUSAGE_SELF: the main
 training process only, loader workers excluded) is the peak of one framework at one size. The
@@ -148,7 +151,12 @@ def run_ultralytics(args: argparse.Namespace) -> None:
         if len(ends) == 1 + args.warmup + args.batches:  # ends[0] is the start
             raise StopMeasuring
 
-    trainer.add_callback("on_train_start", lambda t: ends.append(time.perf_counter()))
+    def train_start(t) -> None:
+        if args.threads:  # its select_device has just set cpu_count - 1 threads
+            sys.modules["torch"].set_num_threads(args.threads)
+        ends.append(time.perf_counter())
+
+    trainer.add_callback("on_train_start", train_start)
     trainer.add_callback("on_train_batch_end", batch_end)
     with contextlib.suppress(StopMeasuring):
         trainer.train()
@@ -158,7 +166,7 @@ def run_ultralytics(args: argparse.Namespace) -> None:
 def measure(framework: str, args: argparse.Namespace, imgsz: int, out: Path) -> dict:
     command = [sys.executable, __file__, "--child", framework, "--imgsz", str(imgsz), "--data", str(args.data),
                "--out", str(out), "--batch", str(args.batch), "--batches", str(args.batches),
-               "--warmup", str(args.warmup), "--workers", str(args.workers)]
+               "--warmup", str(args.warmup), "--workers", str(args.workers), "--threads", str(args.threads)]
     env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False", DETFORGE_CACHE_DIR=str(out / "cache"))
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
@@ -182,6 +190,15 @@ def add_rows(section: dict, results: dict, sizes: list[int]) -> None:
                 })
 
 
+def thread_note(results: dict) -> str:
+    """The torch thread counts each side ended its measurements with, so the page says what ran."""
+    counts = {name: sorted({r["threads"] for by_name in results.values() for r in by_name[name]})
+              for name in FRAMEWORKS}
+    named = {"detforge": "detforge float32", "detforge-bf16": "detforge bf16", "ultralytics": "reference"}
+    return "Torch threads used: " + ", ".join(
+        f"{named[name]} {'/'.join(map(str, found))}" for name, found in counts.items() if found) + "."
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset folder with data.yaml")
@@ -193,7 +210,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="alternating rounds per size")
     parser.add_argument("--json", type=Path, help="write the figures here for bench/report.py")
-    parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for both (0: each its default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for both (0: each its default, see the module docstring)")
     parser.add_argument("--only", choices=FRAMEWORKS, help="measure one framework only")
     parser.add_argument("--no-bf16", action="store_true", help="leave out the bfloat16-autocast detforge row")
     parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
@@ -240,6 +258,7 @@ def main() -> int:
     if args.only:
         return 0
     add_rows(section, results, args.sizes)
+    section["notes"] = thread_note(results)
     publish(section, args.json)
     return 0
 

@@ -18,7 +18,7 @@ def race(bench_script, monkeypatch):
         trained.append((name, seed, framework))
         mine = framework == "detforge"
         return {"recipe": module.recipe(args), "commit": f"abc{seed}", "load_start": 0.1 + seed,
-                "others_share": 0.01 * seed,
+                "others_share": 0.01 * seed, "framework": framework, "threads": 2 if mine else 1,
                 "figures": [0.40 + 0.01 * seed if mine else 0.38, 0.6, 0.41, 300.0 if mine else 600.0, 27.0, 2000.0]}
 
     monkeypatch.setattr(module, "train_and_score", fake_train)
@@ -29,7 +29,7 @@ def race(bench_script, monkeypatch):
 
 def arguments(runs: Path | None, epochs: int = 40, seeds: tuple[int, ...] = (0, 1)) -> argparse.Namespace:
     return argparse.Namespace(datasets_root=Path("unused"), seeds=list(seeds), epochs=epochs, imgsz=320, batch=16,
-                              workers=2, runs=runs)
+                              workers=2, threads=2, runs=runs)
 
 
 METRICS = ("mAP50-95", "mAP50", "mAP50-95 COCOeval", "wall s", "img/s", "rss")  # the order of a run's figures
@@ -60,7 +60,7 @@ def test_finished_runs_are_kept_and_reused_for_the_same_recipe(race, tmp_path: P
     assert row["samples"]["wall s"] == {"detforge": [300.0] * 3, "reference": [600.0] * 3}
     race.record_conditions(second, runs)  # the worst conditions any run had, and where the runs came from
     assert second["load_start"] == pytest.approx(2.1) and second["others_share"] == pytest.approx(0.02)
-    assert second["notes"] == "Runs from commit abc0, abc1, abc2."
+    assert second["notes"] == "Runs from commit abc0, abc1, abc2; torch threads in training: detforge 2, reference 1."
 
 
 def test_a_changed_recipe_or_a_damaged_file_trains_again(race, tmp_path: Path) -> None:
@@ -80,3 +80,24 @@ def test_without_a_runs_folder_nothing_is_kept(race, tmp_path: Path) -> None:
     race.race(arguments(None, seeds=(0,)), "bccd", tmp_path, section(race))
     race.race(arguments(None, seeds=(0,)), "bccd", tmp_path, section(race))
     assert len(race.trained) == 4
+
+
+@pytest.mark.parametrize("threads", [2, 0])
+def test_children_get_the_thread_count_asked_for_not_the_one_ultralytics_left(bench_script, monkeypatch, threads) -> None:
+    """Importing Ultralytics (to score its model) sets OMP_NUM_THREADS=1 in this process; a child started
+    afterwards must still train with the requested threads, or with its own default when none is asked."""
+    module = bench_script("accuracy_race")
+    monkeypatch.delitem(module.CHILD_ENV, "OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what `import ultralytics` does
+    seen = {}
+
+    def fake_run(command, env, **kwargs):
+        seen.update(command=command, env=env)
+        return argparse.Namespace(returncode=0, stdout='{"best": "b"}\n', stderr="")
+
+    monkeypatch.setattr(module.subprocess, "run", fake_run)
+    args = arguments(None)
+    args.threads = threads
+    module.run_child("detforge", args, Path("data"), 0, Path("out"))
+    assert seen["env"].get("OMP_NUM_THREADS") == (str(threads) if threads else None)
+    assert seen["command"][seen["command"].index("--threads") + 1] == str(threads)
