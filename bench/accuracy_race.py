@@ -2,8 +2,8 @@
 
 Each (dataset, seed, framework) trains in its own subprocess on a private copy of the dataset
 with the same settings (320 px, batch 16, 40 epochs, default augmentation and optimizer rule,
-2 loader workers, the same torch thread count, CPU, AMP off) and reports its wall time, training images/s and peak RSS. Each
-framework's best weights are then scored twice on the held-out split:
+2 loader workers, the same torch thread count, CPU, AMP off) and reports its wall time, training
+images/s and peak RSS. Each framework's best weights are then scored twice on the held-out split:
 
 - by detforge's evaluator on both models (the Ultralytics checkpoint imported with the
   restricted unpickler), so one protocol scores both;

@@ -83,7 +83,8 @@ def test_without_a_runs_folder_nothing_is_kept(race, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("threads", [2, 0])
-def test_children_get_the_thread_count_asked_for_not_the_one_ultralytics_left(bench_script, monkeypatch, threads) -> None:
+def test_children_get_the_thread_count_asked_for_not_the_one_ultralytics_left(bench_script, monkeypatch,
+                                                                               threads) -> None:
     """Importing Ultralytics (to score its model) sets OMP_NUM_THREADS=1 in this process; a child started
     afterwards must still train with the requested threads, or with its own default when none is asked."""
     module = bench_script("accuracy_race")
