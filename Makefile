@@ -38,7 +38,7 @@ BENCH_OUT := .bench
 bench: $(DEV)
 	mkdir -p $(BENCH_OUT)
 	$(PY) bench/data_throughput.py --json $(BENCH_OUT)/loader.json
-	$(PY) bench/train_throughput.py --threads 2 --json $(BENCH_OUT)/train.json
+	$(PY) bench/train_throughput.py --threads 2 0 --json $(BENCH_OUT)/train.json
 	$(PY) bench/train_profile.py --json $(BENCH_OUT)/train_profile.json
 	$(PY) bench/mosaic_diversity.py --json $(BENCH_OUT)/mosaic.json
 	$(PY) bench/predict_throughput.py --threads 1 2 --json $(BENCH_OUT)/predict.json

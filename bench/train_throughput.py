@@ -5,11 +5,12 @@ folder) with the same settings: batch 16, default augmentations (mosaic 1.0, HSV
 scale, fliplr), the same number of loader workers, CPU, AMP off, no validation, and the same
 optimizer (the `auto` rule picks AdamW for both). Ultralytics forces `workers=0` on CPU; the
 bench sets its `workers` back to the requested number after construction so both load in the
-background. Without `--threads` each framework keeps its own thread settings: detforge times its
-thread counts (ThreadTuner), Ultralytics sets torch to cpu_count - 1 threads when it selects the CPU
-(1 on a 2-core machine, whatever OMP_NUM_THREADS says). `--threads N` gives both N torch threads:
-OMP_NUM_THREADS for detforge, and for Ultralytics `torch.set_num_threads` once its trainer has
-selected the device. The thread count each side trained with is recorded under the table.
+background. Threads: `--threads 0` leaves each framework its own setting (detforge times its
+thread counts with its ThreadTuner; Ultralytics sets torch to cpu_count - 1 threads when it selects
+the CPU: 1 on a 2-core machine, whatever OMP_NUM_THREADS says), which is what a user gets out of
+the box; `--threads N` gives both N torch threads (OMP_NUM_THREADS for detforge, and for Ultralytics
+`torch.set_num_threads` once its trainer has selected the device), the like-for-like race. Several
+values give one set of rows each; the counts each side trained with are in the row's key.
 
 Every measurement is its own subprocess, so `ru_maxrss` of that process (RUSAGE_SELF: the main
 training process only, loader workers excluded) is the peak of one framework at one size. The
@@ -23,7 +24,8 @@ A second detforge row trains with bfloat16 autocast (`amp_dtype: bf16`, opt-in o
 bf16), against the same float32 reference measurements; `--no-bf16` leaves it out (it is left out
 on CPUs without native bf16).
 
-    python bench/train_throughput.py [--sizes 320 640] [--batches 7] [--warmup 5] [--repeats 5] [--json PATH]
+    python bench/train_throughput.py [--threads 2 0] [--sizes 320 640] [--batches 7] [--warmup 5] [--repeats 5]
+                                     [--json PATH]
 """
 
 from __future__ import annotations
@@ -152,8 +154,8 @@ def run_ultralytics(args: argparse.Namespace) -> None:
             raise StopMeasuring
 
     def train_start(t) -> None:
-        if args.threads:  # its select_device has just set cpu_count - 1 threads
-            sys.modules["torch"].set_num_threads(args.threads)
+        if args.child_threads:  # its select_device has just set cpu_count - 1 threads
+            sys.modules["torch"].set_num_threads(args.child_threads)
         ends.append(time.perf_counter())
 
     trainer.add_callback("on_train_start", train_start)
@@ -163,13 +165,13 @@ def run_ultralytics(args: argparse.Namespace) -> None:
     report(ends, args.batch, args.warmup)
 
 
-def measure(framework: str, args: argparse.Namespace, imgsz: int, out: Path) -> dict:
+def measure(framework: str, args: argparse.Namespace, imgsz: int, threads: int, out: Path) -> dict:
     command = [sys.executable, __file__, "--child", framework, "--imgsz", str(imgsz), "--data", str(args.data),
                "--out", str(out), "--batch", str(args.batch), "--batches", str(args.batches),
-               "--warmup", str(args.warmup), "--workers", str(args.workers), "--threads", str(args.threads)]
+               "--warmup", str(args.warmup), "--workers", str(args.workers), "--child-threads", str(threads)]
     env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False", DETFORGE_CACHE_DIR=str(out / "cache"))
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
@@ -177,26 +179,28 @@ def measure(framework: str, args: argparse.Namespace, imgsz: int, out: Path) -> 
     return json.loads(lines[-1])
 
 
-def add_rows(section: dict, results: dict, sizes: list[int]) -> None:
-    """One row per size and detforge precision, each against the same float32 reference runs."""
-    for imgsz in sizes:
-        theirs = results[imgsz]["ultralytics"]
+def thread_key(threads: int, ours: list[dict], theirs: list[dict]) -> str:
+    """The row's torch threads as they ran (detforge's tuner and Ultralytics' device selection decide
+    when `threads` is 0)."""
+    if threads:
+        return f"{threads} on both"
+    counts = ["/".join(map(str, sorted({r["threads"] for r in runs}))) for runs in (ours, theirs)]
+    return f"each its own: {counts[0]} vs {counts[1]}"
+
+
+def add_rows(section: dict, results: dict) -> None:
+    """One row per thread setting, size and detforge precision, each against the same float32 reference runs."""
+    for (threads, imgsz), by_name in results.items():
+        theirs = by_name["ultralytics"]
         for name, precision in (("detforge", "float32"), ("detforge-bf16", "bf16 autocast")):
-            ours = results[imgsz][name]
+            ours = by_name[name]
             if ours:
-                add_row(section, {"imgsz": imgsz, "detforge precision": precision}, {
+                key = {"torch threads": thread_key(threads, ours, theirs), "imgsz": imgsz,
+                       "detforge precision": precision}
+                add_row(section, key, {
                     metric: {"detforge": [r[field] for r in ours], "reference": [r[field] for r in theirs]}
                     for metric, field in (("img/s", "images_per_s"), ("peak RSS MB", "peak_rss_mb"))
                 })
-
-
-def thread_note(results: dict) -> str:
-    """The torch thread counts each side ended its measurements with, so the page says what ran."""
-    counts = {name: sorted({r["threads"] for by_name in results.values() for r in by_name[name]})
-              for name in FRAMEWORKS}
-    named = {"detforge": "detforge float32", "detforge-bf16": "detforge bf16", "ultralytics": "reference"}
-    return "Torch threads used: " + ", ".join(
-        f"{named[name]} {'/'.join(map(str, found))}" for name, found in counts.items() if found) + "."
 
 
 def main() -> int:
@@ -210,12 +214,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="alternating rounds per size")
     parser.add_argument("--json", type=Path, help="write the figures here for bench/report.py")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads for both (0: each its default, see the module docstring)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[0],
+                        help="torch threads for both; 0: each framework's own setting (see the module docstring)")
     parser.add_argument("--only", choices=FRAMEWORKS, help="measure one framework only")
     parser.add_argument("--no-bf16", action="store_true", help="leave out the bfloat16-autocast detforge row")
     parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--imgsz", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -240,25 +245,25 @@ def main() -> int:
         f"{args.workers} loader workers on both sides, CPU, float32 (the reference always; detforge also with "
         f"bf16 autocast, opt-in), no validation, the same optimizer; "
         f"{args.warmup} untimed batches, then {args.batches} timed; peak RSS of the main training process.",
-        ["imgsz", "detforge precision"], {"img/s": True, "peak RSS MB": False})
+        ["torch threads", "imgsz", "detforge precision"], {"img/s": True, "peak RSS MB": False})
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = private_copy(args.data, Path(tmp))
         args.data = data
-        for imgsz in args.sizes:
-            results[imgsz] = {name: [] for name in FRAMEWORKS}
+        for threads, imgsz in itertools.product(args.threads, args.sizes):
+            results[threads, imgsz] = {name: [] for name in FRAMEWORKS}
             for round_ in range(args.repeats):
                 order = frameworks if round_ % 2 == 0 else frameworks[::-1]
                 for name in order:
-                    result = measure(name, args, imgsz, Path(tmp))
-                    results[imgsz][name].append(result)
-                    print(f"imgsz {imgsz} round {round_ + 1} {name}: {result['images_per_s']:.1f} img/s, "
-                          f"peak RSS {result['peak_rss_mb']:.0f} MB, batches "
+                    result = measure(name, args, imgsz, threads, Path(tmp))
+                    results[threads, imgsz][name].append(result)
+                    print(f"threads {threads or 'own'} imgsz {imgsz} round {round_ + 1} {name}: "
+                          f"{result['images_per_s']:.1f} img/s at {result['threads']} threads, peak RSS "
+                          f"{result['peak_rss_mb']:.0f} MB, batches "
                           f"{' '.join(f'{s:.2f}' for s in result['batch_s'])} s", file=sys.stderr, flush=True)
     if args.only:
         return 0
-    add_rows(section, results, args.sizes)
-    section["notes"] = thread_note(results)
+    add_rows(section, results)
     publish(section, args.json)
     return 0
 
