@@ -102,8 +102,12 @@ class ThreadTuner:
         if not self.queue:
             chosen = min(self.best, key=self.best.get)
             if chosen != self.chosen:
-                log.debug("CPU training: %d intra-op threads (fastest steps: %s)", chosen,
-                          ", ".join(f"{n} threads {s:.2f}s" for n, s in self.best.items()))
+                timings = ", ".join(f"{n} threads {s:.2f}s" for n, s in self.best.items())
+                if chosen < self.candidates[0]:  # news to the user, who may want to free the cores
+                    log.info("CPU training: %d of %d intra-op threads, other processes are using the cores "
+                             "(fastest steps: %s)", chosen, self.candidates[0], timings)
+                else:
+                    log.debug("CPU training: back to %d intra-op threads (fastest steps: %s)", chosen, timings)
             self.chosen = chosen
 
 
