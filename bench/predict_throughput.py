@@ -9,8 +9,9 @@ initialised YOLOv8n with 80 classes
 0.25, NMS IoU 0.7, max-det 300, PyTorch on the CPU with the same number of torch threads. Each
 side is warmed up first, then the timed passes alternate between the two so that load from
 other processes hits both alike; the table shows the median pass of each, against Ultralytics at
-the same thread count and batch size. Prints a markdown table; `--json PATH` writes the figures for
-bench/report.py.
+the same thread count and batch size. A second table splits the same passes by stage, from each
+side's own per-image timers (`Results.speed`), to show where a ratio comes from. Prints markdown
+tables; `--json PATH` writes the figures for bench/report.py.
 
     python bench/predict_throughput.py [--data ../shared/datasets/bccd] [--images 100] [--repeats 5] [--json PATH]
 """
@@ -30,6 +31,7 @@ from report import add_row, new_section, publish
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "bccd"
 SETTINGS = {"imgsz": 640, "conf": 0.25, "iou": 0.7, "max_det": 300}
+STAGES = ("preprocess", "inference", "postprocess")  # the keys of both sides' Results.speed, ms per image
 
 
 def image_folder(data: Path, count: int, folder: Path) -> Path:
@@ -43,18 +45,27 @@ def image_folder(data: Path, count: int, folder: Path) -> Path:
     return folder
 
 
-def timed(run, source: Path, count: int) -> tuple[float, float]:
-    """(images per wall-clock second, images per CPU second of the whole process) of one pass.
+def timed(run, source: Path, count: int) -> tuple[float, float, dict[str, float]]:
+    """(images per wall-clock second, images per CPU second of the whole process, ms per image by stage)
+    of one pass.
 
     `run(source)` must yield one result per image. CPU time counts every thread of the process
     (decode-ahead threads included) and is far less disturbed than wall time when other
-    processes compete for the cores.
+    processes compete for the cores. The stages are the side's own timers; "other" is the rest of
+    the wall time (decoding, the streaming loader, building results).
     """
+    stages = dict.fromkeys(STAGES, 0.0)
+    produced = 0
     wall, cpu = time.perf_counter(), time.process_time()
-    produced = sum(1 for _ in run(str(source)))
+    for result in run(str(source)):
+        produced += 1
+        for stage in STAGES:
+            stages[stage] += result.speed[stage]
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert produced == count, f"{produced} results for {count} images"
-    return count / wall, count / cpu
+    per_image = {stage: total / count for stage, total in stages.items()}
+    per_image["other"] = 1000 * wall / count - sum(per_image.values())
+    return count / wall, count / cpu, per_image
 
 
 def detforge_runner(batch: int):
@@ -76,8 +87,9 @@ def ultralytics_runner(batch: int, threads: int, warmup: str):
     return lambda source: model.predict(source, stream=True, **options)
 
 
-def measure(args, threads: int, section: dict) -> None:
-    """Add one row per batch size at this torch thread count: samples of both sides, alternating passes."""
+def measure(args, threads: int, section: dict, stages: dict) -> None:
+    """Add one row per batch size at this torch thread count (and one per stage to `stages`): samples of
+    both sides, alternating passes."""
     with tempfile.TemporaryDirectory() as tmp:
         images = image_folder(args.data, args.images, Path(tmp) / "images")
         warmup = image_folder(args.data, 4, Path(tmp) / "warmup")
@@ -88,7 +100,7 @@ def measure(args, threads: int, section: dict) -> None:
         torch.set_num_threads(threads)
         for run in runners.values():
             timed(run, warmup, 4)
-        samples: dict[tuple[str, int], list[tuple[float, float]]] = {key: [] for key in runners}
+        samples: dict[tuple[str, int], list[tuple[float, float, dict]]] = {key: [] for key in runners}
         for _ in range(args.repeats):
             for key, run in runners.items():
                 samples[key].append(timed(run, images, args.images))
@@ -98,6 +110,10 @@ def measure(args, threads: int, section: dict) -> None:
             "img/s (wall)": {"detforge": [s[0] for s in ours], "reference": [s[0] for s in theirs]},
             "img per CPU-s": {"detforge": [s[1] for s in ours], "reference": [s[1] for s in theirs]},
         })
+        for stage in (*STAGES, "other"):
+            add_row(stages, {"torch threads": threads, "batch": batch, "stage": stage}, {
+                "ms per image": {"detforge": [s[2][stage] for s in ours], "reference": [s[2][stage] for s in theirs]}
+            })
 
 
 def main() -> None:
@@ -117,9 +133,15 @@ def main() -> None:
         f"images (640x480 JPEG), YOLOv8n (80 classes, random init), imgsz 640, conf 0.25, iou 0.7, max-det 300; "
         "both sides stream a folder with the same torch thread count; the reference runs at the same batch size.",
         ["torch threads", "batch"], {"img/s (wall)": True, "img per CPU-s": True})
+    stages = new_section(
+        "predict_stages", "Prediction time by stage", "python bench/predict_throughput.py",
+        "the passes of the table above, split by each side's own per-image timers (Results.speed): preprocess "
+        "(letterbox, to tensor), inference (the model), postprocess (NMS, boxes to original pixels); other is the "
+        "rest of the wall time per image (decoding, the streaming loader, building results).",
+        ["torch threads", "batch", "stage"], {"ms per image": False})
     for threads in args.threads:
-        measure(args, threads, section)
-    publish(section, args.json)
+        measure(args, threads, section, stages)
+    publish([section, stages], args.json)
 
 
 if __name__ == "__main__":

@@ -121,20 +121,22 @@ def add_row(section: dict, key: dict, samples: dict[str, dict[str, list[float]]]
     section["rows"].append({"key": key, "samples": samples})
 
 
-def save_section(section: dict, path: str | Path) -> None:
+def save_section(section: dict | list[dict], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(section, indent=1))
 
 
-def publish(section: dict, json_path: str | Path | None) -> None:
-    """Print the section's table and, when asked, write its figures for the page (with how much of the
-    cores other processes used since the section began, unless the script measured that itself)."""
-    if "others_share" not in section:
-        section["others_share"] = others_share(section.get("clock_start"), section["cores"])
-    print(render_table(section))
+def publish(sections: dict | list[dict], json_path: str | Path | None) -> None:
+    """Print the tables of a section (or of a script's several) and, when asked, write their figures for
+    the page (with how much of the cores other processes used since each began, unless the script
+    measured that itself)."""
+    for section in sections if isinstance(sections, list) else [sections]:
+        if "others_share" not in section:
+            section["others_share"] = others_share(section.get("clock_start"), section["cores"])
+        print(render_table(section))
     if json_path:
-        save_section(section, json_path)
+        save_section(sections, json_path)
 
 
 def is_busy(section: dict) -> bool:
@@ -213,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sections", nargs="+", type=Path, help="JSON files written by the bench scripts")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
-    sections = [json.loads(path.read_text()) for path in args.sections if path.exists()]
+    loaded = [json.loads(path.read_text()) for path in args.sections if path.exists()]
+    sections = [section for item in loaded for section in (item if isinstance(item, list) else [item])]
     if not sections:
         print("no bench figures found; run the bench scripts first (make bench)", file=sys.stderr)
         return 2

@@ -95,6 +95,19 @@ def test_page_names_machine_versions_commit_and_date(report, tmp_path):
     assert page.count("## Training throughput") == 2 and page.count("**Busy machine:**") == 1
 
 
+def test_a_script_may_publish_several_sections_in_one_file(report, tmp_path):
+    stages = report.new_section("stages", "Prediction time by stage", "cmd", "fake.", ["stage"], {"ms": False})
+    report.add_row(stages, {"stage": "inference"}, {"ms": {"detforge": [9.0], "reference": [10.0]}})
+    report.publish([fake_section(report, 0.1), stages], tmp_path / "both.json")
+    saved = json.loads((tmp_path / "both.json").read_text())
+    assert [s["id"] for s in saved] == ["train", "stages"] and all("others_share" in s for s in saved)
+    out = tmp_path / "benchmarks.md"
+    assert report.main([str(tmp_path / "both.json"), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert page.index("## Training throughput") < page.index("## Prediction time by stage")
+    assert "| inference | 9.00 | 10.0 | 0.90x |" in page
+
+
 def test_accuracy_sections_show_mean_and_std_over_seeds(report):
     section = report.new_section("accuracy", "Accuracy", "cmd", "fake.", ["dataset"], {"mAP50-95": True},
                                  summary="mean_std")
