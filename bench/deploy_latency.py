@@ -42,6 +42,7 @@ def reference_backends(imgsz: int, threads: int):
     def backends(batch: int, folder: Path):
         eager = YOLO("yolov8n.yaml").model.fuse().eval()
         onnx_path = YOLO("yolov8n.yaml").export(format="onnx", imgsz=imgsz, batch=batch, simplify=True)
+        torch.set_num_threads(threads)  # its export selects the CPU, which sets torch to cpu_count - 1 threads
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads

@@ -151,6 +151,7 @@ def profile_ultralytics(args: argparse.Namespace) -> PhaseClock:
     done = args.warmup + args.steps
 
     def start(t) -> None:
+        torch.set_num_threads(args.threads)  # its select_device set cpu_count - 1, whatever OMP_NUM_THREADS says
         model = t.model
         inner = model.forward
 
