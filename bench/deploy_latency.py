@@ -25,7 +25,7 @@ import torch
 
 import detforge
 from detforge.export.bench import DETFORGE_BACKENDS, run_bench, torch_backend
-from report import add_row, new_section, save_section
+from report import add_row, new_section, publish
 
 REFERENCE = "Ultralytics onnxruntime"
 REFERENCE_EAGER = "Ultralytics eager (fused)"
@@ -67,19 +67,21 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
+    page = new_deploy_section(args)  # before timing: its load and CPU-share readings must not count our own run
     model = detforge.create_model("yolov8n").eval()
     report = run_bench(model, "yolov8n", args.imgsz, args.batch, args.repeats, args.warmup, args.backends,
                        args.threads, extra=reference_backends(args.imgsz, args.threads), log=print)
     report.add_ratios(REFERENCE)
     print(report.table())
     if args.json:
-        save_section(section(report, args), args.json)
+        add_deploy_rows(page, report)
+        publish(page, args.json)
         args.json.with_suffix(".table.json").write_text(json.dumps(report.to_dict(), indent=2))
 
 
-def section(report, args) -> dict:
-    """The figures as a bench/report.py section: raw ms/img samples, detforge vs the matching reference row."""
-    out = new_section(
+def new_deploy_section(args) -> dict:
+    """The bench/report.py section the figures go to."""
+    return new_section(
         "deploy", "Deployment latency (model only)",
         f"python bench/deploy_latency.py --imgsz {args.imgsz} --batch {' '.join(map(str, args.batch))} "
         f"--threads {args.threads}",
@@ -89,6 +91,10 @@ def section(report, args) -> dict:
         "the same session settings; INT8 calibrated on 8 synthetic images",
         ["detforge", "reference", "batch"], {"ms/img": False},
         notes="Reference rows: Ultralytics' fused eager model and its own ONNX export (onnxruntime).")
+
+
+def add_deploy_rows(out: dict, report) -> None:
+    """Raw ms/img samples, each detforge row against the matching reference row."""
     rows = {(r.name, r.batch): r for r in report.rows}
     for (name, batch), row in rows.items():
         if name.startswith("Ultralytics") or not row.samples:
@@ -97,7 +103,6 @@ def section(report, args) -> dict:
         ref = rows.get((ref_name, batch))
         add_row(out, {"detforge": name.removeprefix("detforge "), "reference": ref_name, "batch": batch},
                 {"ms/img": {"detforge": row.samples, "reference": ref.samples if ref else []}})
-    return out
 
 
 if __name__ == "__main__":
