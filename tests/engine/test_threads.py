@@ -57,8 +57,8 @@ def test_times_fewer_threads_when_the_cores_are_shared(caplog):
     assert used[:5] == [2, 2, 2, 1, 1]  # first step untimed, two timed steps per count
     assert used[5:] == [1] * 5
     assert [r.getMessage() for r in caplog.records] == [  # said once, so a user can free the cores
-        "CPU training: 1 of 2 intra-op threads, other processes are using the cores "
-        "(fastest steps: 2 threads 4.00s, 1 threads 1.20s)"]
+        ("CPU training: 1 of 2 intra-op threads, other processes are using the cores "
+         "(fastest steps: 2 threads 4.00s, 1 threads 1.20s)")]
     clocks = FakeClocks()  # shared, yet two threads still faster: the timing decides
     used = run(clocks.tuner([2, 1], trial_steps=2), clocks, lambda n: {2: (0.8, 0.5), 1: (1.0, 1.0)}[n], 10)
     assert used[:5] == [2, 2, 2, 1, 1] and used[5:] == [2] * 5
