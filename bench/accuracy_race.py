@@ -12,9 +12,9 @@ images/s and peak RSS. Each framework's best weights are then scored twice on th
   dataset's COCO json, so neither side's evaluator decides alone.
 
 Threads: Ultralytics sets torch to cpu_count - 1 threads when it selects the CPU (1 on 2 cores) and
-OMP_NUM_THREADS=1 in the environment of the process that imports it; the children therefore start
-from the environment this script was started with, and `--threads N` (default: every core) gives
-both sides N threads (`--threads 0`: each its own default).
+OMP_NUM_THREADS=1 in the environment of the process that imports it; the children start from the
+environment this script was started with (bench/children.py), and `--threads N` (default: every
+core) gives both sides N threads (`--threads 0`: each its own default).
 
 Accuracy is reported as mean ± std over the seeds (one run on a small set swings by points).
 With `--runs DIR` each finished run is kept there and reused by the next invocation of the same
@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import yaml
 
+from children import run_json_child
 from data_throughput import private_copy
 from report import add_row, cpu_clock, machine_info, new_section, others_share, publish
 
@@ -45,7 +45,6 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"  # o
 # dataset -> (held-out split, its COCO json under annotations/)
 DATASETS = {"bccd": ("test", "instances_test.json"), "coco128": ("val", "instances_train2017.json")}
 FRAMEWORKS = ("detforge", "ultralytics")
-CHILD_ENV = dict(os.environ)  # before this process imports Ultralytics (it sets OMP_NUM_THREADS=1 on import)
 
 
 def child_train(args: argparse.Namespace) -> None:
@@ -80,17 +79,10 @@ def child_train(args: argparse.Namespace) -> None:
 
 
 def run_child(framework: str, args: argparse.Namespace, data: Path, seed: int, out: Path) -> dict:
-    command = [sys.executable, __file__, "--child", framework, "--data", str(data), "--seed", str(seed),
+    command = [__file__, "--child", framework, "--data", str(data), "--seed", str(seed),
                "--out", str(out), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
                "--batch", str(args.batch), "--workers", str(args.workers), "--threads", str(args.threads)]
-    env = dict(CHILD_ENV, YOLO_OFFLINE="1", YOLO_VERBOSE="False")
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode or not lines:
-        sys.exit(f"{framework} seed {seed} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return run_json_child(command, f"{framework} seed {seed}", args.threads)
 
 
 def own_predictions(framework: str, best: str, data: Path, split: str, imgsz: int, out: Path) -> Path:

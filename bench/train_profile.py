@@ -24,12 +24,12 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from children import run_json_child
 from data_throughput import private_copy
 from report import add_row, new_section, publish
 from train_throughput import detforge_trainer
@@ -194,16 +194,11 @@ def phase_values(steps: list[dict], kind: str, phase: str) -> list[float]:
 
 
 def measure(framework: str, args: argparse.Namespace, imgsz: int, out: Path) -> list[dict]:
-    command = [sys.executable, __file__, "--child", framework, "--imgsz", str(imgsz), "--data", str(args.data),
+    command = [__file__, "--child", framework, "--imgsz", str(imgsz), "--data", str(args.data),
                "--out", str(out), "--batch", str(args.batch), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--workers", str(args.workers), "--threads", str(args.threads)]
-    env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False", DETFORGE_CACHE_DIR=str(out / "cache"),
-               OMP_NUM_THREADS=str(args.threads))
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode or not lines:
-        sys.exit(f"{framework} at {imgsz} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1])["steps"]
+    return run_json_child(command, f"{framework} at {imgsz}", args.threads,
+                          DETFORGE_CACHE_DIR=str(out / "cache"))["steps"]
 
 
 def main() -> int:

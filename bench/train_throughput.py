@@ -36,12 +36,12 @@ import itertools
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from children import run_json_child
 from data_throughput import private_copy
 from report import add_row, new_section, publish
 
@@ -166,17 +166,10 @@ def run_ultralytics(args: argparse.Namespace) -> None:
 
 
 def measure(framework: str, args: argparse.Namespace, imgsz: int, threads: int, out: Path) -> dict:
-    command = [sys.executable, __file__, "--child", framework, "--imgsz", str(imgsz), "--data", str(args.data),
+    command = [__file__, "--child", framework, "--imgsz", str(imgsz), "--data", str(args.data),
                "--out", str(out), "--batch", str(args.batch), "--batches", str(args.batches),
                "--warmup", str(args.warmup), "--workers", str(args.workers), "--child-threads", str(threads)]
-    env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False", DETFORGE_CACHE_DIR=str(out / "cache"))
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode or not lines:
-        sys.exit(f"{framework} at {imgsz} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return run_json_child(command, f"{framework} at {imgsz}", threads, DETFORGE_CACHE_DIR=str(out / "cache"))
 
 
 def thread_key(threads: int, ours: list[dict], theirs: list[dict]) -> str:

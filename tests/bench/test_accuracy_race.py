@@ -4,6 +4,7 @@ hours spans sittings); trainings are faked, the bookkeeping is real."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,8 @@ def test_children_get_the_thread_count_asked_for_not_the_one_ultralytics_left(be
     """Importing Ultralytics (to score its model) sets OMP_NUM_THREADS=1 in this process; a child started
     afterwards must still train with the requested threads, or with its own default when none is asked."""
     module = bench_script("accuracy_race")
-    monkeypatch.delitem(module.CHILD_ENV, "OMP_NUM_THREADS", raising=False)
+    children = sys.modules[module.run_json_child.__module__]  # bench/children.py, as the script imported it
+    monkeypatch.delitem(children.STARTING_ENV, "OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what `import ultralytics` does
     seen = {}
 
@@ -96,7 +98,7 @@ def test_children_get_the_thread_count_asked_for_not_the_one_ultralytics_left(be
         seen.update(command=command, env=env)
         return argparse.Namespace(returncode=0, stdout='{"best": "b"}\n', stderr="")
 
-    monkeypatch.setattr(module.subprocess, "run", fake_run)
+    monkeypatch.setattr(children.subprocess, "run", fake_run)
     args = arguments(None)
     args.threads = threads
     module.run_child("detforge", args, Path("data"), 0, Path("out"))
