@@ -16,11 +16,16 @@ OMP_NUM_THREADS=1 in the environment of the process that imports it; the childre
 environment this script was started with (bench/children.py), and `--threads N` (default: every
 core) gives both sides N threads (`--threads 0`: each its own default).
 
+`--bf16` adds a third arm: detforge with bfloat16 autocast (on a CPU with native bfloat16), scored
+against the same reference runs in a row of its own: the evidence for or against bf16 as the CPU
+training default.
+
 Accuracy is reported as mean ± std over the seeds (one run on a small set swings by points).
 With `--runs DIR` each finished run is kept there and reused by the next invocation of the same
 recipe, so the ~4 h race can be completed over several sittings.
 
-    python bench/accuracy_race.py [--datasets bccd coco128] [--seeds 0 1 2] [--epochs 40] [--runs DIR] [--json PATH]
+    python bench/accuracy_race.py [--datasets bccd coco128] [--seeds 0 1 2] [--epochs 40] [--bf16] [--runs DIR]
+                                  [--json PATH]
     python bench/accuracy_race.py --quick      # 3 epochs, one seed: a smoke run
 """
 
@@ -45,6 +50,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"  # o
 # dataset -> (held-out split, its COCO json under annotations/)
 DATASETS = {"bccd": ("test", "instances_test.json"), "coco128": ("val", "instances_train2017.json")}
 FRAMEWORKS = ("detforge", "ultralytics")
+BF16_ARM = "detforge-bf16"
 
 
 def child_train(args: argparse.Namespace) -> None:
@@ -55,10 +61,11 @@ def child_train(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     import torch
 
-    if args.child == "detforge":
+    if args.child.startswith("detforge"):
         import detforge
 
-        best = detforge.train(model="yolov8n", amp=False, **settings).best
+        bf16 = args.child == BF16_ARM
+        best = detforge.train(model="yolov8n", amp=bf16, amp_dtype="bf16", **settings).best
         threads = torch.get_num_threads()  # OMP_NUM_THREADS, or the count its tuner kept last
     else:
         from ultralytics import YOLO
@@ -87,7 +94,7 @@ def run_child(framework: str, args: argparse.Namespace, data: Path, seed: int, o
 
 def own_predictions(framework: str, best: str, data: Path, split: str, imgsz: int, out: Path) -> Path:
     """Each framework's own `val` with COCO-json output, at the usual mAP settings."""
-    if framework == "detforge":
+    if framework.startswith("detforge"):
         import detforge
 
         detforge.val(best, str(data / "data.yaml"), split=split, imgsz=imgsz, save_dir=out, plots=False,
@@ -167,12 +174,13 @@ def train_and_score(framework: str, args: argparse.Namespace, name: str, data: P
 
 
 def race(args: argparse.Namespace, name: str, tmp: Path, section: dict) -> list[dict]:
-    """Every seed of one dataset, both frameworks (alternating which goes first); returns the runs."""
+    """Every seed of one dataset, both frameworks (alternating which goes first, the bf16 arm last);
+    returns the runs."""
     data = private_copy(args.datasets_root / name, tmp / name / "data")
-    samples: dict[str, dict[str, list[float]]] = {metric: {} for metric in section["metrics"]}
+    samples: dict[str, dict[str, list[float]]] = {}  # arm -> metric -> one value per seed
     runs = []
     for seed in args.seeds:
-        for framework in FRAMEWORKS if seed % 2 == 0 else FRAMEWORKS[::-1]:
+        for framework in [*(FRAMEWORKS if seed % 2 == 0 else FRAMEWORKS[::-1]), *([BF16_ARM] if args.bf16 else [])]:
             kept = args.runs / f"{name}-seed{seed}-{framework}.json" if args.runs else None
             run = saved_run(kept, recipe(args)) if kept else None
             reused = run is not None
@@ -180,14 +188,18 @@ def race(args: argparse.Namespace, name: str, tmp: Path, section: dict) -> list[
                 run = train_and_score(framework, args, name, data, seed, tmp / name)
                 if kept:
                     keep_run(kept, run)
-            side = "detforge" if framework == "detforge" else "reference"
             for metric, value in zip(section["metrics"], run["figures"], strict=True):
-                samples[metric].setdefault(side, []).append(100 * value if "mAP" in metric else value)
+                figure = 100 * value if "mAP" in metric else value
+                samples.setdefault(framework, {}).setdefault(metric, []).append(figure)
             print(f"{name} seed {seed} {framework}: mAP50-95 {run['figures'][0]:.3f} (ours) / {run['figures'][2]:.3f} "
                   f"(own predictions, COCOeval), {run['figures'][3]:.0f} s, commit {run['commit']}"
                   + (f" (kept in {kept})" if reused else ""), file=sys.stderr, flush=True)
             runs.append(run)
-    add_row(section, {"dataset": f"{name} ({DATASETS[name][0]})"}, samples)
+    for arm, precision in (("detforge", "float32"), (BF16_ARM, "bf16 autocast")):
+        if arm in samples:
+            add_row(section, {"dataset": f"{name} ({DATASETS[name][0]})", "detforge precision": precision},
+                    {metric: {"detforge": samples[arm][metric], "reference": samples["ultralytics"][metric]}
+                     for metric in section["metrics"]})
     return runs
 
 
@@ -198,7 +210,8 @@ def record_conditions(section: dict, runs: list[dict]) -> None:
     shares = [run["others_share"] for run in runs if run.get("others_share") is not None]
     section["others_share"] = max(shares) if shares else None
     threads = {side: "/".join(sorted({str(run["threads"]) for run in runs if run.get("framework") == framework}))
-               for side, framework in (("detforge", "detforge"), ("reference", "ultralytics"))}
+               for side, framework in (("detforge", "detforge"), ("detforge bf16", BF16_ARM),
+                                       ("reference", "ultralytics"))}
     section["notes"] = (f"Runs from commit {', '.join(sorted({run['commit'] for run in runs}))}; torch threads in "
                         f"training: {', '.join(f'{side} {n}' for side, n in threads.items() if n)}.")
 
@@ -214,11 +227,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads for both sides (default: every core; 0: each framework's default)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also train detforge with bfloat16 autocast (its own row, same reference runs)")
     parser.add_argument("--quick", action="store_true", help="3 epochs, seed 0: a smoke run")
     parser.add_argument("--json", type=Path, help="write the figures here for bench/report.py")
     parser.add_argument("--runs", type=Path, help="keep each finished run here and reuse it when run again "
                         "with the same recipe (resume a race across sessions)")
-    parser.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=[*FRAMEWORKS, BF16_ARM], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -237,8 +252,8 @@ def main() -> int:
         f"{args.epochs} epochs at {args.imgsz} px, batch {args.batch}, {args.workers} workers, seeds "
         f"{' '.join(map(str, args.seeds))}, identical recipe on both sides; best weights scored on the held-out "
         "split by detforge's evaluator (both models) and by COCOeval on each framework's own saved predictions; "
-        "mAP in points, mean ± std over seeds.",
-        ["dataset"], {"mAP50-95 (our evaluator)": True, "mAP50 (our evaluator)": True,
+        "mAP in points, mean ± std over seeds; the reference trains in float32 in every row.",
+        ["dataset", "detforge precision"], {"mAP50-95 (our evaluator)": True, "mAP50 (our evaluator)": True,
                       "mAP50-95 (COCOeval, own predictions)": True, "wall s": False, "train img/s": True,
                       "peak RSS MB": False}, summary="mean_std")
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,7 @@ def race(bench_script, monkeypatch):
 
     def fake_train(framework, args, name, data, seed, tmp):
         trained.append((name, seed, framework))
-        mine = framework == "detforge"
+        mine = framework.startswith("detforge")
         return {"recipe": module.recipe(args), "commit": f"abc{seed}", "load_start": 0.1 + seed,
                 "others_share": 0.01 * seed, "framework": framework, "threads": 2 if mine else 1,
                 "figures": [0.40 + 0.01 * seed if mine else 0.38, 0.6, 0.41, 300.0 if mine else 600.0, 27.0, 2000.0]}
@@ -28,16 +28,17 @@ def race(bench_script, monkeypatch):
     return module
 
 
-def arguments(runs: Path | None, epochs: int = 40, seeds: tuple[int, ...] = (0, 1)) -> argparse.Namespace:
+def arguments(runs: Path | None, epochs: int = 40, seeds: tuple[int, ...] = (0, 1),
+              bf16: bool = False) -> argparse.Namespace:
     return argparse.Namespace(datasets_root=Path("unused"), seeds=list(seeds), epochs=epochs, imgsz=320, batch=16,
-                              workers=2, threads=2, runs=runs)
+                              workers=2, threads=2, runs=runs, bf16=bf16)
 
 
 METRICS = ("mAP50-95", "mAP50", "mAP50-95 COCOeval", "wall s", "img/s", "rss")  # the order of a run's figures
 
 
 def section(race) -> dict:
-    return race.new_section("accuracy", "Accuracy race", "cmd", "setup", ["dataset"],
+    return race.new_section("accuracy", "Accuracy race", "cmd", "setup", ["dataset", "detforge precision"],
                             dict.fromkeys(METRICS, True), summary="mean_std")
 
 
@@ -55,7 +56,8 @@ def test_finished_runs_are_kept_and_reused_for_the_same_recipe(race, tmp_path: P
     runs = race.race(arguments(tmp_path / "runs", seeds=(0, 1, 2)), "bccd", tmp_path, second)
     assert race.trained == [("bccd", 2, "detforge"), ("bccd", 2, "ultralytics")]  # only the new seed trains
     row = second["rows"][0]
-    assert row["key"] == {"dataset": "bccd (test)"}
+    assert row["key"] == {"dataset": "bccd (test)", "detforge precision": "float32"}
+    assert len(second["rows"]) == 1  # no bf16 arm unless asked for
     assert row["samples"]["mAP50-95"]["detforge"] == pytest.approx([40.0, 41.0, 42.0])  # mAP in points
     assert row["samples"]["mAP50-95"]["reference"] == pytest.approx([38.0] * 3)
     assert row["samples"]["wall s"] == {"detforge": [300.0] * 3, "reference": [600.0] * 3}
@@ -104,3 +106,18 @@ def test_children_get_the_thread_count_asked_for_not_the_one_ultralytics_left(be
     module.run_child("detforge", args, Path("data"), 0, Path("out"))
     assert seen["env"].get("OMP_NUM_THREADS") == (str(threads) if threads else None)
     assert seen["command"][seen["command"].index("--threads") + 1] == str(threads)
+
+
+def test_the_bf16_arm_is_scored_against_the_same_reference_runs(race, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    race.race(arguments(runs), "bccd", tmp_path, section(race))
+    race.trained.clear()
+    with_bf16 = section(race)
+    kept = race.race(arguments(runs, bf16=True), "bccd", tmp_path, with_bf16)
+    assert race.trained == [("bccd", 0, "detforge-bf16"), ("bccd", 1, "detforge-bf16")]  # the others are kept
+    float32, bf16 = with_bf16["rows"]
+    assert (float32["key"]["detforge precision"], bf16["key"]["detforge precision"]) == ("float32", "bf16 autocast")
+    assert bf16["samples"]["mAP50-95"]["reference"] == float32["samples"]["mAP50-95"]["reference"] == [38.0, 38.0]
+    assert bf16["samples"]["mAP50-95"]["detforge"] == pytest.approx([40.0, 41.0])
+    race.record_conditions(with_bf16, kept)
+    assert with_bf16["notes"].endswith("torch threads in training: detforge 2, detforge bf16 2, reference 1.")
