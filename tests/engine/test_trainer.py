@@ -150,23 +150,51 @@ def test_a_p6_model_trains_at_a_multiple_of_its_stride(settings, tmp_path, caplo
     assert detforge.load(result.best).meta["train"]["imgsz"] == 128
 
 
+class TrainingInputs(Callback):
+    """Records, for each training forward, the dtype the head receives and whether the images are channels-last."""
+
+    def __init__(self):
+        self.dtypes, self.channels_last = [], []
+
+    def on_run_start(self, trainer):
+        model = trainer.model
+        model.head.register_forward_hook(lambda m, args, out: self.dtypes.append(args[0][0].dtype))
+        model.register_forward_pre_hook(lambda m, args: self.channels_last.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)))
+
+
 @pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16")
-def test_bf16_autocast_on_a_cpu_that_has_it(settings):
-    dtypes = []
-
-    class HeadInputs(Callback):
-        def on_run_start(self, trainer):
-            trainer.model.head.register_forward_hook(lambda m, args, out: dtypes.append(args[0][0].dtype))
-
-    result = Trainer(make_train_config({**settings, "epochs": 1, "amp_dtype": "bf16"}),
-                     callbacks=[HeadInputs()]).train()
-    assert torch.bfloat16 in dtypes  # the training forward ran under bf16 autocast (validation in float32)
+def test_a_cpu_with_native_bf16_trains_under_bf16_autocast_by_default(settings, caplog):
+    seen = TrainingInputs()
+    with caplog.at_level(logging.INFO):
+        result = Trainer(make_train_config({**settings, "epochs": 1}), callbacks=[seen]).train()
+    assert set(seen.dtypes) == {torch.bfloat16}  # every training forward (validation runs the EMA model in float32)
+    assert "CPU training under bfloat16 autocast" in caplog.text
     assert all(math.isfinite(loss) for loss in result.losses)
+    assert {t.dtype for t in read_weights(result.best)[0].values() if t.is_floating_point()} == {torch.float32}
 
 
-def test_bf16_on_a_cpu_without_it_trains_in_float32(settings, monkeypatch, caplog):
+def test_float32_when_asked_for_or_when_the_cpu_has_no_native_bf16(settings, monkeypatch, caplog):
+    def precision(**changes):
+        trainer = Trainer(make_train_config({**settings, "epochs": 1, **changes}))
+        trainer._setup()
+        return trainer.use_amp
+
+    assert not precision(amp=False)
+    assert not precision(amp_dtype="fp16")  # CPU autocast has no fast float16
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    trainer = Trainer(make_train_config({**settings, "epochs": 1, "amp_dtype": "bf16"}))
     with caplog.at_level(logging.WARNING):
-        trainer.train()
-    assert not trainer.use_amp and "no native bfloat16" in caplog.text
+        assert not precision()
+        assert not caplog.text  # the default falls back quietly
+        assert not precision(amp_dtype="bf16")
+    assert "no native bfloat16" in caplog.text  # asked for by name: said why not
+
+
+@pytest.mark.parametrize(("asked", "expected"), [(None, True), (False, False), (True, True)])
+def test_cpu_training_uses_channels_last_memory_unless_told_not_to(settings, asked, expected):
+    seen = TrainingInputs()
+    changes = {} if asked is None else {"channels_last": asked}
+    result = Trainer(make_train_config({**settings, "epochs": 1, **changes}), callbacks=[seen]).train()
+    assert seen.channels_last and set(seen.channels_last) == {expected}
+    loaded = detforge.load(result.best)  # the weights file holds the standard layout whatever training used
+    assert all(p.is_contiguous() for p in loaded.parameters())

@@ -41,8 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--deterministic", action="store_true", default=None, help="reproducible kernels (slower)")
     p.add_argument("--cos-lr", dest="cos_lr", action="store_true", default=None, help="cosine lr decay")
     p.add_argument("--sync-bn", dest="sync_bn", action="store_true", default=None, help="SyncBatchNorm under DDP")
-    p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None)
-    p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="disable mixed precision")
+    p.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last memory format (default: on for CPU training, off on CUDA)")
+    p.add_argument("--no-amp", dest="amp", action="store_false", default=None,
+                   help="train in float32 (default: fp16 autocast on CUDA, bf16 on a CPU with native bfloat16)")
     p.add_argument("--exist-ok", dest="exist_ok", action="store_true", default=None, help="reuse the run folder")
     p.add_argument("--cfg", help="YAML file of training settings (command-line flags win)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

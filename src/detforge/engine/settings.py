@@ -79,9 +79,10 @@ MEANINGS = {
     "patience": "stop after this many epochs without improvement (0 = never)",
     "seed": "random seed",
     "deterministic": "reproducible kernels (slower)",
-    "amp": "mixed precision: on CUDA always; on a CPU only with amp_dtype bf16 and native bfloat16 support",
-    "amp_dtype": "fp16 (with a grad scaler) or bf16 (on CPUs with AVX512-BF16/AMX: ~1.8x faster steps)",
-    "channels_last": "channels-last memory format",
+    "amp": "mixed precision (autocast to amp_dtype); false trains in float32",
+    "amp_dtype": "auto: fp16 with a grad scaler on CUDA, bf16 on a CPU with native bfloat16 (AVX512-BF16/AMX; "
+                 "~2x faster steps), float32 on other CPUs; or force bf16 / fp16 (fp16 is CUDA only)",
+    "channels_last": "channels-last memory format (default: on for CPU training, ~13% faster float32 steps)",
     "sync_bn": "SyncBatchNorm under DDP (CUDA)",
     "plots": "write results.png, train_batch0.png and the validation plots",
     "augment.mosaic": "probability of a 4-image mosaic",

@@ -97,9 +97,9 @@ class TrainConfig(BaseModel):
     patience: int = Field(50, ge=0)        # epochs without improvement before stopping; 0 = never
     seed: int = 0
     deterministic: bool = False
-    amp: bool = True                       # mixed precision on CUDA; on CPU only with amp_dtype bf16
-    amp_dtype: Literal["bf16", "fp16"] = "fp16"
-    channels_last: bool = False
+    amp: bool = True                       # mixed precision (see amp_dtype); false: float32 everywhere
+    amp_dtype: Literal["auto", "bf16", "fp16"] = "auto"  # auto: fp16 on CUDA, bf16 on a CPU that has it natively
+    channels_last: bool | None = None      # None: on for CPU training (oneDNN's native layout), off on CUDA
     sync_bn: bool = False
     plots: bool = True
     logger: Literal["none", "tensorboard"] = "none"  # experiment tracker fed through the callbacks
