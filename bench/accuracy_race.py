@@ -16,9 +16,9 @@ OMP_NUM_THREADS=1 in the environment of the process that imports it; the childre
 environment this script was started with (bench/children.py), and `--threads N` (default: every
 core) gives both sides N threads (`--threads 0`: each its own default).
 
-`--bf16` adds a third arm: detforge with bfloat16 autocast (on a CPU with native bfloat16), scored
-against the same reference runs in a row of its own: the evidence for or against bf16 as the CPU
-training default.
+`--bf16` adds a third arm: detforge with bfloat16 autocast (its default on a CPU with native
+bfloat16), scored against the same reference runs in a row of its own: the evidence behind bf16 as
+the CPU training default. The float32 arm trains with `amp=False` on both sides.
 
 Accuracy is reported as mean ± std over the seeds (one run on a small set swings by points).
 With `--runs DIR` each finished run is kept there and reused by the next invocation of the same
@@ -195,7 +195,7 @@ def race(args: argparse.Namespace, name: str, tmp: Path, section: dict) -> list[
                   f"(own predictions, COCOeval), {run['figures'][3]:.0f} s, commit {run['commit']}"
                   + (f" (kept in {kept})" if reused else ""), file=sys.stderr, flush=True)
             runs.append(run)
-    for arm, precision in (("detforge", "float32"), (BF16_ARM, "bf16 autocast")):
+    for arm, precision in (("detforge", "float32"), (BF16_ARM, "bf16 autocast (default)")):
         if arm in samples:
             add_row(section, {"dataset": f"{name} ({DATASETS[name][0]})", "detforge precision": precision},
                     {metric: {"detforge": samples[arm][metric], "reference": samples["ultralytics"][metric]}

@@ -2,7 +2,7 @@
 
 Both train yolov8n from scratch on a private copy of BCCD (neither writes caches into the shared
 folder) with the same settings: batch 16, default augmentations (mosaic 1.0, HSV, translate,
-scale, fliplr), the same number of loader workers, CPU, AMP off, no validation, and the same
+scale, fliplr), the same number of loader workers, CPU, float32, no validation, and the same
 optimizer (the `auto` rule picks AdamW for both). Ultralytics forces `workers=0` on CPU; the
 bench sets its `workers` back to the requested number after construction so both load in the
 background. Threads: `--threads 0` leaves each framework its own setting (detforge times its
@@ -20,9 +20,10 @@ of the previous batch (loading, forward, loss, backward, optimizer/EMA steps inc
 in the first epoch so no epoch-end work (validation, checkpoints) runs. The two frameworks
 alternate for `--repeats` rounds; the table shows the medians.
 
-A second detforge row trains with bfloat16 autocast (`amp_dtype: bf16`, opt-in on CPUs with native
-bf16), against the same float32 reference measurements; `--no-bf16` leaves it out (it is left out
-on CPUs without native bf16).
+A second detforge row trains with bfloat16 autocast, detforge's default on CPUs with native bf16
+(the reference has no CPU mixed precision and trains in float32), against the same float32
+reference measurements; `--no-bf16` leaves it out (it is left out on CPUs without native bf16).
+Both detforge rows keep its other CPU default, channels-last memory.
 
     python bench/train_throughput.py [--threads 2 0] [--sizes 320 640] [--batches 7] [--warmup 5] [--repeats 5]
                                      [--json PATH]
@@ -185,7 +186,7 @@ def add_rows(section: dict, results: dict) -> None:
     """One row per thread setting, size and detforge precision, each against the same float32 reference runs."""
     for (threads, imgsz), by_name in results.items():
         theirs = by_name["ultralytics"]
-        for name, precision in (("detforge", "float32"), ("detforge-bf16", "bf16 autocast")):
+        for name, precision in (("detforge", "float32"), ("detforge-bf16", "bf16 autocast (default)")):
             ours = by_name[name]
             if ours:
                 key = {"torch threads": thread_key(threads, ours, theirs), "imgsz": imgsz,
@@ -236,7 +237,7 @@ def main() -> int:
         "train", "Training throughput", "python bench/train_throughput.py",
         f"yolov8n from scratch on a private copy of BCCD train, batch {args.batch}, default augmentations, "
         f"{args.workers} loader workers on both sides, CPU, float32 (the reference always; detforge also with "
-        f"bf16 autocast, opt-in), no validation, the same optimizer; "
+        f"bf16 autocast, its default on a CPU with native bf16), no validation, the same optimizer; "
         f"{args.warmup} untimed batches, then {args.batches} timed; peak RSS of the main training process.",
         ["torch threads", "imgsz", "detforge precision"], {"img/s": True, "peak RSS MB": False})
     results: dict = {}

@@ -22,7 +22,7 @@ def test_rows_are_keyed_by_the_threads_each_side_trained_with(bench_script):
     assert keys == [
         {"torch threads": "2 on both", "imgsz": 320, "detforge precision": "float32"},
         {"torch threads": "each its own: 1/2 vs 1", "imgsz": 320, "detforge precision": "float32"},
-        {"torch threads": "each its own: 2 vs 1", "imgsz": 320, "detforge precision": "bf16 autocast"},
+        {"torch threads": "each its own: 2 vs 1", "imgsz": 320, "detforge precision": "bf16 autocast (default)"},
     ]
     assert section["rows"][0]["samples"]["img/s"] == {"detforge": [16.0], "reference": [14.0]}
     # the bf16 row is measured against the same float32 reference runs
