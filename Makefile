@@ -46,12 +46,13 @@ bench: $(DEV)
 	$(PY) bench/deploy_latency.py --threads 2 --json $(BENCH_OUT)/deploy.json
 	$(PY) bench/report.py $(addprefix $(BENCH_OUT)/,loader.json mosaic.json train.json train_profile.json predict.json converted.json deploy.json)
 
-# The accuracy race: yolov8n from scratch, both frameworks, 3 seeds, two datasets (~4 h on 2 cores);
+# The accuracy race: yolov8n from scratch, both frameworks in float32 plus detforge's CPU default (bf16
+# autocast, where the CPU has it), 3 seeds, two datasets (~3-4 h on 2 cores);
 # each finished run is kept in .bench/accuracy-runs, so an interrupted race resumes where it stopped;
 # QUICK=1 for a 3-epoch, one-seed smoke run. Its table joins docs/benchmarks.md.
 bench-accuracy: $(DEV)
 	mkdir -p $(BENCH_OUT)
-	$(PY) bench/accuracy_race.py $(if $(QUICK),--quick,--runs $(BENCH_OUT)/accuracy-runs) --json $(BENCH_OUT)/accuracy.json
+	$(PY) bench/accuracy_race.py --bf16 $(if $(QUICK),--quick,--runs $(BENCH_OUT)/accuracy-runs) --json $(BENCH_OUT)/accuracy.json
 	$(PY) bench/report.py $(addprefix $(BENCH_OUT)/,loader.json mosaic.json train.json train_profile.json predict.json converted.json deploy.json accuracy.json)
 
 # The security fuzzers (tests/security) with a long budget shared out among them; `make test` runs them briefly.
