@@ -123,6 +123,8 @@ def test_bad_settings_are_one_line_errors(settings):
         make_train_config({**settings, "epochs": "many"})
     with pytest.raises(ConfigError, match="augment.mosaik"):
         make_train_config({**settings, "augment": {"mosaik": 0.5}})
+    with pytest.raises(ConfigError, match=r"channels_last: use true, false or auto \(got 'maybe'\)"):
+        make_train_config({**settings, "channels_last": "maybe"})
 
 
 def test_model_train_method_trains_in_place(settings, tiny_model):
@@ -190,7 +192,7 @@ def test_float32_when_asked_for_or_when_the_cpu_has_no_native_bf16(settings, mon
     assert "no native bfloat16" in caplog.text  # asked for by name: said why not
 
 
-@pytest.mark.parametrize(("asked", "expected"), [(None, True), (False, False), (True, True)])
+@pytest.mark.parametrize(("asked", "expected"), [(None, True), ("auto", True), (False, False), (True, True)])
 def test_cpu_training_uses_channels_last_memory_unless_told_not_to(settings, asked, expected):
     seen = TrainingInputs()
     changes = {} if asked is None else {"channels_last": asked}

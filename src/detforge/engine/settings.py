@@ -82,7 +82,8 @@ MEANINGS = {
     "amp": "mixed precision (autocast to amp_dtype); false trains in float32",
     "amp_dtype": "auto: fp16 with a grad scaler on CUDA, bf16 on a CPU with native bfloat16 (AVX512-BF16/AMX; "
                  "~2x faster steps), float32 on other CPUs; or force bf16 / fp16 (fp16 is CUDA only)",
-    "channels_last": "channels-last memory format (default: on for CPU training, ~13% faster float32 steps)",
+    "channels_last": "channels-last memory format; auto: on for CPU training (~13% faster float32 steps at 320 px), "
+                     "off on CUDA",
     "sync_bn": "SyncBatchNorm under DDP (CUDA)",
     "plots": "write results.png, train_batch0.png and the validation plots",
     "augment.mosaic": "probability of a 4-image mosaic",

@@ -99,7 +99,7 @@ class TrainConfig(BaseModel):
     deterministic: bool = False
     amp: bool = True                       # mixed precision (see amp_dtype); false: float32 everywhere
     amp_dtype: Literal["auto", "bf16", "fp16"] = "auto"  # auto: fp16 on CUDA, bf16 on a CPU that has it natively
-    channels_last: bool | None = None      # None: on for CPU training (oneDNN's native layout), off on CUDA
+    channels_last: bool | Literal["auto"] = "auto"  # auto: on for CPU training (oneDNN's native layout), off on CUDA
     sync_bn: bool = False
     plots: bool = True
     logger: Literal["none", "tensorboard"] = "none"  # experiment tracker fed through the callbacks
@@ -107,6 +107,13 @@ class TrainConfig(BaseModel):
                              "gradients on shared layers, engine/probe.py); 0 = off")
     lr_mult: dict[str, float] = Field({}, description="per-branch learning-rate multipliers {box, cls, obj, "
                                       "backbone} (engine/optim.py), e.g. lr_mult.cls=2")
+
+    @field_validator("channels_last", mode="before")
+    @classmethod
+    def _check_channels_last(cls, value: object) -> object:
+        if value != "auto" and not isinstance(value, bool):  # one message for both forms, not one per form
+            raise ConfigError(f"channels_last: use true, false or auto (got {short(value, 60)})")
+        return value
 
     @field_validator("lr_mult")
     @classmethod

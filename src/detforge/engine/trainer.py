@@ -223,7 +223,7 @@ class Trainer:
         model = self.build_model(self.names)
         self.config = c = self.resolve_config(model)
         model = model.to(self.device)
-        self.channels_last = c.channels_last if c.channels_last is not None else self.device.type == "cpu"
+        self.channels_last = self.device.type == "cpu" if c.channels_last == "auto" else c.channels_last
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if c.sync_bn and self.world > 1:
