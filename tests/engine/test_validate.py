@@ -164,3 +164,39 @@ def test_cli_val_missing_weights_is_one_line(dataset, tmp_path, capsys):
                  "--project", str(tmp_path / "runs")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "none.safetensors" in err and "\n" not in err
+
+
+class AsGiven(nn.Module):
+    """Wraps a detector so that validation runs it eagerly, as given (it deploys only `Detector`s)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def test_validation_runs_a_deployed_copy_and_leaves_the_model_as_it_was(tiny_data, tiny_model):
+    """The trainer validates its EMA model every epoch and goes on updating it: validation must neither fold
+    nor pack it, and the folded copy must score the boxes the eager model gives (up to float rounding)."""
+    from detforge.data import build_dataloader, load_dataset_spec
+    from detforge.engine.validate import run_validation
+
+    torch.manual_seed(0)
+    model = detforge.create_model(str(tiny_model))
+    spec = load_dataset_spec(tiny_data)
+    loader = build_dataloader(spec, split="val", imgsz=96, batch_size=4, augment=False, workers=0, shuffle=False,
+                              rect=True)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    layers = [type(m) for m in model.modules()]
+    deployed = run_validation(model, loader, spec.names, torch.device("cpu"), progress=False)
+    assert [type(m) for m in model.modules()] == layers
+    assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
+    eager = run_validation(AsGiven(model), loader, spec.names, torch.device("cpu"), progress=False)
+    assert len(deployed.records) == len(eager.records) == 4
+    for ours, reference in zip(deployed.records, eager.records, strict=True):
+        assert len(ours.scores) > 0
+        top = min(20, len(ours.scores), len(reference.scores))
+        np.testing.assert_allclose(np.sort(ours.scores)[::-1][:top], np.sort(reference.scores)[::-1][:top],
+                                   atol=1e-4)

