@@ -167,7 +167,8 @@ def train_and_score(framework: str, args: argparse.Namespace, name: str, data: P
     ours = our_evaluator(run["best"], data, split, args.imgsz)
     predictions = own_predictions(framework, run["best"], data, split, args.imgsz, tmp / "val" / f"{framework}-{seed}")
     own = coco_map(predictions, data / "annotations" / annotations)
-    return {"recipe": recipe(args), "commit": machine_info()["commit"], "load_start": load_start,
+    machine = machine_info()
+    return {"recipe": recipe(args), "commit": machine["commit"], "finished": machine["date"], "load_start": load_start,
             "others_share": others_share(clock, os.cpu_count() or 1), "framework": framework,
             "threads": run["threads"],
             "figures": [*ours, own[0], run["wall_s"], run["images_per_s"], run["peak_rss_mb"]]}
@@ -205,15 +206,23 @@ def race(args: argparse.Namespace, name: str, tmp: Path, section: dict) -> list[
 
 def record_conditions(section: dict, runs: list[dict]) -> None:
     """Runs kept from earlier invocations bring their own load and commit: the page shows the worst
-    load, the most other processes took, and every commit the runs came from."""
+    load, the most other processes took, every commit the runs came from and when each arm's runs
+    finished (arms trained hours apart compare the machine's speed at two times as well: a shared
+    host's speed drifts by ~10% over a day here)."""
     section["load_start"] = max(run["load_start"] for run in runs)
     shares = [run["others_share"] for run in runs if run.get("others_share") is not None]
     section["others_share"] = max(shares) if shares else None
     threads = {side: "/".join(sorted({str(run["threads"]) for run in runs if run.get("framework") == framework}))
                for side, framework in (("detforge", "detforge"), ("detforge bf16", BF16_ARM),
                                        ("reference", "ultralytics"))}
+    finished = {side: sorted(run.get("finished", "not recorded") for run in runs if run.get("framework") == framework)
+                for side, framework in (("detforge", "detforge"), ("detforge bf16", BF16_ARM),
+                                        ("reference", "ultralytics"))}
+    spans = ", ".join(f"{side} {times[0]}" + (f" to {times[-1]}" if times[-1] != times[0] else "")
+                      for side, times in finished.items() if times)
     section["notes"] = (f"Runs from commit {', '.join(sorted({run['commit'] for run in runs}))}; torch threads in "
-                        f"training: {', '.join(f'{side} {n}' for side, n in threads.items() if n)}.")
+                        f"training: {', '.join(f'{side} {n}' for side, n in threads.items() if n)}; "
+                        f"finished: {spans}.")
 
 
 def main() -> int:

@@ -18,7 +18,8 @@ def race(bench_script, monkeypatch):
     def fake_train(framework, args, name, data, seed, tmp):
         trained.append((name, seed, framework))
         mine = framework.startswith("detforge")
-        return {"recipe": module.recipe(args), "commit": f"abc{seed}", "load_start": 0.1 + seed,
+        finished = f"2026-12-0{4 if framework != 'detforge-bf16' else 5} 1{seed}:00 UTC"
+        return {"recipe": module.recipe(args), "commit": f"abc{seed}", "finished": finished, "load_start": 0.1 + seed,
                 "others_share": 0.01 * seed, "framework": framework, "threads": 2 if mine else 1,
                 "figures": [0.40 + 0.01 * seed if mine else 0.38, 0.6, 0.41, 300.0 if mine else 600.0, 27.0, 2000.0]}
 
@@ -63,7 +64,9 @@ def test_finished_runs_are_kept_and_reused_for_the_same_recipe(race, tmp_path: P
     assert row["samples"]["wall s"] == {"detforge": [300.0] * 3, "reference": [600.0] * 3}
     race.record_conditions(second, runs)  # the worst conditions any run had, and where the runs came from
     assert second["load_start"] == pytest.approx(2.1) and second["others_share"] == pytest.approx(0.02)
-    assert second["notes"] == "Runs from commit abc0, abc1, abc2; torch threads in training: detforge 2, reference 1."
+    assert second["notes"] == ("Runs from commit abc0, abc1, abc2; torch threads in training: detforge 2, reference 1; "
+                               "finished: detforge 2026-12-04 10:00 UTC to 2026-12-04 12:00 UTC, "
+                               "reference 2026-12-04 10:00 UTC to 2026-12-04 12:00 UTC.")
 
 
 def test_a_changed_recipe_or_a_damaged_file_trains_again(race, tmp_path: Path) -> None:
@@ -121,4 +124,7 @@ def test_the_bf16_arm_is_scored_against_the_same_reference_runs(race, tmp_path: 
     assert bf16["samples"]["mAP50-95"]["reference"] == float32["samples"]["mAP50-95"]["reference"] == [38.0, 38.0]
     assert bf16["samples"]["mAP50-95"]["detforge"] == pytest.approx([40.0, 41.0])
     race.record_conditions(with_bf16, kept)
-    assert with_bf16["notes"].endswith("torch threads in training: detforge 2, detforge bf16 2, reference 1.")
+    assert "torch threads in training: detforge 2, detforge bf16 2, reference 1; " in with_bf16["notes"]
+    # the bf16 arm trained a day after the others: the page says so
+    assert with_bf16["notes"].endswith("detforge bf16 2026-12-05 10:00 UTC to 2026-12-05 11:00 UTC, "
+                                       "reference 2026-12-04 10:00 UTC to 2026-12-04 11:00 UTC.")
