@@ -224,7 +224,8 @@ def main() -> int:
     section = new_section(
         "train_profile", "Training step profile", "python bench/train_profile.py",
         f"yolov8n from scratch on a private copy of {args.data.name} train, batch {args.batch}, default augmentation, "
-        f"{args.workers} loader workers, {args.threads} torch thread(s) on both sides, CPU, AMP off; {args.warmup} "
+        f"{args.workers} loader workers, {args.threads} torch thread(s) on both sides, CPU, float32 (AMP off; "
+        f"detforge with its CPU default, channels-last memory); {args.warmup} "
         f"unprofiled steps, then {args.steps} profiled; milliseconds per step and phase (exclusive), wall time and "
         "CPU time of the training process (loader workers excluded).",
         ["imgsz", "phase"], {"wall ms": False, "CPU ms": False},
