@@ -212,12 +212,11 @@ def record_conditions(section: dict, runs: list[dict]) -> None:
     section["load_start"] = max(run["load_start"] for run in runs)
     shares = [run["others_share"] for run in runs if run.get("others_share") is not None]
     section["others_share"] = max(shares) if shares else None
-    threads = {side: "/".join(sorted({str(run["threads"]) for run in runs if run.get("framework") == framework}))
+    by_side = {side: [run for run in runs if run.get("framework") == framework]
                for side, framework in (("detforge", "detforge"), ("detforge bf16", BF16_ARM),
                                        ("reference", "ultralytics"))}
-    finished = {side: sorted(run.get("finished", "not recorded") for run in runs if run.get("framework") == framework)
-                for side, framework in (("detforge", "detforge"), ("detforge bf16", BF16_ARM),
-                                        ("reference", "ultralytics"))}
+    threads = {side: "/".join(sorted({str(run["threads"]) for run in arm})) for side, arm in by_side.items()}
+    finished = {side: sorted(run.get("finished", "not recorded") for run in arm) for side, arm in by_side.items()}
     spans = ", ".join(f"{side} {times[0]}" + (f" to {times[-1]}" if times[-1] != times[0] else "")
                       for side, times in finished.items() if times)
     section["notes"] = (f"Runs from commit {', '.join(sorted({run['commit'] for run in runs}))}; torch threads in "

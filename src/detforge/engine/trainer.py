@@ -356,9 +356,10 @@ class Trainer:
         for i, batch in enumerate(self.threads.steps(bar)):
             iteration = epoch * batches + i
             self.schedule.step(epoch, iteration)
-            images = images_to_float(batch["img"], self.device)
-            if self.channels_last:
+            images = batch["img"]
+            if self.channels_last:  # reorder the uint8 batch (a quarter of the float batch's bytes); the float keeps it
                 images = images.contiguous(memory_format=torch.channels_last)
+            images = images_to_float(images, self.device)
             targets = [batch[k].to(self.device) for k in ("boxes", "cls", "batch_idx")]
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                 output = model(images)
