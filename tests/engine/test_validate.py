@@ -18,6 +18,7 @@ from torch import nn
 
 import detforge
 from detforge.cli import main
+from detforge.device import cpu_has_bf16
 from detforge.errors import DataError
 
 NAMES = ["red", "blue"]
@@ -200,3 +201,28 @@ def test_validation_runs_a_deployed_copy_and_leaves_the_model_as_it_was(tiny_dat
         top = min(20, len(ours.scores), len(reference.scores))
         np.testing.assert_allclose(np.sort(ours.scores)[::-1][:top], np.sort(reference.scores)[::-1][:top],
                                    atol=1e-4)
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16")
+def test_half_validation_scores_a_bfloat16_copy_close_to_float32(tiny_data, tiny_model, monkeypatch):
+    """`val --half` scores what `predict --half` runs: a bfloat16 deployed copy; the caller's model stays float32."""
+    from detforge.data import build_dataloader, load_dataset_spec
+    from detforge.engine import validate
+
+    torch.manual_seed(0)
+    model = detforge.create_model(str(tiny_model))
+    spec = load_dataset_spec(tiny_data)
+    loader = build_dataloader(spec, split="val", imgsz=96, batch_size=4, augment=False, workers=0, shuffle=False,
+                              rect=True)
+    deployed = []
+    real_deploy = validate.deploy_model
+    monkeypatch.setattr(validate, "deploy_model", lambda m, **kw: deployed.append(real_deploy(m, **kw)) or deployed[-1])
+    half = validate.run_validation(model, loader, spec.names, torch.device("cpu"), progress=False, half=True)
+    full = validate.run_validation(model, loader, spec.names, torch.device("cpu"), progress=False)
+    assert [next(m.parameters()).dtype for m in deployed] == [torch.bfloat16, torch.float32]
+    assert next(model.parameters()).dtype == torch.float32
+    for ours, reference in zip(half.records, full.records, strict=True):
+        top = min(20, len(ours.scores), len(reference.scores))
+        assert top > 0
+        np.testing.assert_allclose(np.sort(ours.scores)[::-1][:top], np.sort(reference.scores)[::-1][:top],
+                                   atol=2e-2)

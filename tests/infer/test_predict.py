@@ -20,6 +20,7 @@ from torch import nn
 
 import detforge
 from detforge.cli import main
+from detforge.device import cpu_has_bf16
 from detforge.errors import SourceError
 from detforge.infer.annotate import class_color
 from detforge.infer.postprocess import non_max_suppression, scale_boxes_to_original
@@ -291,16 +292,22 @@ def test_user_model_is_not_fused_in_place():
     assert predictor.model.fused and not model.fused
 
 
-def test_speed_tricks_leave_detections_unchanged():
-    """The fused, channels-last, oneDNN-packed copy gives the plain model's boxes; the user's model is untouched."""
+def varied_yolov8n():
+    """A yolov8n whose weights and BN statistics are not the init's (so its outputs vary with the input)."""
     torch.manual_seed(0)
     model = detforge.create_model("yolov8n", num_classes=3).eval()
-    with torch.no_grad():  # varied weights and BN statistics, so the outputs are not the init's uniform boxes
+    with torch.no_grad():
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
             if name.endswith("running_var"):
                 tensor.uniform_(0.5, 1.5)
             elif tensor.is_floating_point():
                 tensor.add_(torch.randn_like(tensor) * 0.05)
+    return model
+
+
+def test_speed_tricks_leave_detections_unchanged():
+    """The fused, channels-last, oneDNN-packed copy gives the plain model's boxes; the user's model is untouched."""
+    model = varied_yolov8n()
     image = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
     batch, ((ratio, pad),) = letterbox_batch([image], 128, 32)
     x = batch.float() / 255
@@ -318,6 +325,32 @@ def test_speed_tricks_leave_detections_unchanged():
     torch.testing.assert_close(fast, plain, atol=1e-2, rtol=1e-3)
     assert not any(getattr(m, "inplace", False) for m in model.modules())
     assert any(isinstance(m, PackedConvAct) for m in predictor.model.modules())
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16")
+def test_half_on_a_bf16_cpu_runs_packed_bfloat16_close_to_float32():
+    model = varied_yolov8n()
+    full, half = Predictor(model, imgsz=128), Predictor(model, imgsz=128, half=True)
+    assert half.dtype == torch.bfloat16 and next(model.parameters()).dtype == torch.float32
+    assert any(isinstance(m, PackedConvAct) for m in half.model.modules())
+    image = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    x = (letterbox_batch([image], 128, 32)[0].float() / 255).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected, got = full.model(x), half.model(x.to(torch.bfloat16))
+    assert got.dtype == torch.bfloat16
+    box_error = (got[..., :4].float() - expected[..., :4]).abs()
+    assert box_error.max() < 4 and box_error.mean() < 0.5  # pixels, on a 128-pixel input
+    torch.testing.assert_close(got[..., 4:].float(), expected[..., 4:], atol=1e-3, rtol=2e-2)
+    assert full.detect([image])[0].dtype == half.detect([image])[0].dtype == torch.float32
+
+
+def test_half_on_a_cpu_without_native_bf16_runs_float32_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        predictor = Predictor(detforge.create_model("yolov8n", num_classes=3), imgsz=64, half=True)
+    assert predictor.dtype == torch.float32
+    assert next(p for p in predictor.model.parameters()).dtype == torch.float32
+    assert "no native half precision" in caplog.text
 
 
 def save_tiny_weights(path):

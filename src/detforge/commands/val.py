@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="how images become the network's input: detforge (default) or reference "
                         "(Ultralytics val's input exactly, to compare a converted checkpoint's mAP with its own)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
+    parser.add_argument("--half", action="store_true",
+                        help="score in half precision, as `predict --half` runs: float16 on CUDA, bfloat16 on a CPU "
+                        "with native bf16, float32 elsewhere")
     parser.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     parser.add_argument("--save-json", action="store_true", help="write predictions.json (COCO results format)")
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     result = val(args.weights, args.data, split=args.split, imgsz=args.imgsz, batch=args.batch, conf=args.conf,
                  iou=args.iou, max_det=args.max_det, coco_max_dets=args.coco_max_dets, device=args.device,
                  workers=args.workers, save_dir=save_dir, plots=not args.no_plots, save_json=args.save_json,
-                 progress=not args.json, preprocess=args.preprocess)
+                 progress=not args.json, preprocess=args.preprocess, half=args.half)
     summary = result.summary()
     from detforge.export.report import quantization_note
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from detforge.data import build_dataloader, load_dataset_spec
 from detforge.data.preprocess import Preprocess
-from detforge.device import select_device
+from detforge.device import half_dtype, select_device
 from detforge.errors import DataError
 from detforge.eval import evaluate
 from detforge.infer.postprocess import non_max_suppression, scale_boxes_to_original
@@ -34,7 +34,7 @@ def images_to_float(images: torch.Tensor, device: torch.device, dtype: torch.dty
 
 @torch.no_grad()
 def run_validation(model: nn.Module, loader, names: list[str], device: torch.device, conf: float = 0.001,
-                   iou: float = 0.7, max_det: int = 300, progress: bool = True, loss_fn=None):
+                   iou: float = 0.7, max_det: int = 300, progress: bool = True, loss_fn=None, half: bool = False):
     """Predict every validation image, map boxes back to original pixels, return an `EvalResult`.
 
     With `loss_fn` (the training loss), the validation losses are computed from the same forward
@@ -42,13 +42,15 @@ def run_validation(model: nn.Module, loader, names: list[str], device: torch.dev
 
     A `Detector` runs as a deployed copy (BatchNorm folded, on CPU each conv block one oneDNN call): the
     same boxes up to float rounding, ~20% less time per validation; `model` itself is left as it is.
-    Other modules (e.g. an ONNX Runtime session behind `load_runtime`) run as given.
+    Other modules (e.g. an ONNX Runtime session behind `load_runtime`) run as given. `half`: a
+    `Detector`'s copy runs in half precision (`detforge.device.half_dtype`), as `predict --half` runs it.
     """
     model.eval()
-    dtype = next(model.parameters()).dtype
     with_loss = loss_fn is not None and _loss_ready(model)  # decided before deploying drops the aux heads
+    dtype = next(model.parameters()).dtype
     if isinstance(model, Detector):
-        model = deploy_model(copy.deepcopy(model))
+        dtype = half_dtype(device) if half else dtype
+        model = deploy_model(copy.deepcopy(model), dtype=dtype)
     predictions, ground_truths = [], []
     loss_sums: dict[str, float] = {}
     batches = 0
@@ -64,7 +66,7 @@ def run_validation(model: nn.Module, loader, names: list[str], device: torch.dev
             batches += 1
         else:
             output = model(images)
-        detections = non_max_suppression(output, conf, iou, max_det, multi_label=True)
+        detections = non_max_suppression(output.float(), conf, iou, max_det, multi_label=True)
         for i, det in enumerate(detections):
             ratio, pad = batch["ratio_pad"][i]
             shape = batch["ori_shapes"][i]
@@ -97,7 +99,7 @@ def val(model, data, split: str = "val", imgsz: int | None = None, batch: int | 
         iou: float | None = None, max_det: int | None = None, coco_max_dets: int = 100, device: str = "cpu",
         workers: int = 2,
         save_dir: str | Path | None = None, plots: bool = True, save_json: bool = False, progress: bool = True,
-        preprocess: str | Preprocess | None = None):
+        preprocess: str | Preprocess | None = None, half: bool = False):
     """Evaluate `model` (a `Detector` or a weights path) on `split` of `data` (a data.yaml, COCO json,
     VOC folder); returns an `EvalResult`.
 
@@ -109,7 +111,8 @@ def val(model, data, split: str = "val", imgsz: int | None = None, batch: int | 
     Ultralytics does). save_dir: where plots (`plots=True`) and `predictions.json` (`save_json=True`,
     COCO results with the dataset's image and category ids) go. preprocess: "detforge" (default) or
     "reference" (Ultralytics' validation input, pixel for pixel: full JPEG decode, sizes rounded up,
-    half a stride more padding per rectangular batch; see data/preprocess.py and docs/predict.md).
+    half a stride more padding per rectangular batch; see data/preprocess.py and docs/predict.md). half:
+    score the model in half precision, as `predict --half` runs it (see `run_validation`).
     """
     detector = model if isinstance(model, nn.Module) else load_detector(model)
     spec = load_dataset_spec(data)
@@ -135,7 +138,7 @@ def val(model, data, split: str = "val", imgsz: int | None = None, batch: int | 
                               preprocess=preprocess)
     net = detector.to(device)
     with torch.inference_mode():
-        result = run_validation(net, loader, spec.names, device, conf, iou, max_det, progress=progress)
+        result = run_validation(net, loader, spec.names, device, conf, iou, max_det, progress=progress, half=half)
     dataset = loader.dataset
     paths = [dataset.store.path(int(dataset.order[i])) for i in range(len(dataset))]
     image_ids, category_ids = _dataset_ids(spec, split, paths)

@@ -9,8 +9,8 @@
    None and every submodule's `remove_training_parts()` hook is called;
 4. optional move to a device / dtype;
 5. for `target="torch"` only: channels-last memory (oneDNN's native layout), activations that
-   overwrite their conv's output, and on CPU float32 each conv block packed into one oneDNN
-   call (`pack_convs`, checked against the eager outputs before it is kept).
+   overwrite their conv's output, and on CPU (float32 or bfloat16) each conv block packed into
+   one oneDNN call (`pack_convs`, checked against the eager outputs before it is kept).
 
 `target="export"` stops after step 4: the packed oneDNN ops cannot be traced by ONNX or
 TorchScript, and in-place or layout changes buy nothing in a traced graph. Both targets give
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 Target = Literal["torch", "export"]
 TARGETS = ("torch", "export")
+# dtype -> how far packed outputs may move from the eager ones on the probe (absolute and relative)
+PACKING_TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 3e-2}
 
 
 @torch.no_grad()
@@ -80,7 +82,7 @@ def deploy_model(model: nn.Module, target: Target = "torch", device: torch.devic
         inplace_activations(model)
         model.to(memory_format=torch.channels_last)
         params = next(model.parameters(), None)
-        if fuse and params is not None and params.device.type == "cpu" and params.dtype == torch.float32:
+        if fuse and params is not None and params.device.type == "cpu" and params.dtype in PACKING_TOLERANCE:
             pack_convs(model)
     return model
 
@@ -141,7 +143,8 @@ def _packable(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
 
 
 def pack_convs(model: nn.Module) -> int:
-    """Swap the fused conv blocks and plain convs of a CPU float32 model for `PackedConvAct`s, in place.
+    """Swap the fused conv blocks and plain convs of a CPU float32 or bfloat16 model for `PackedConvAct`s,
+    in place.
 
     Checked on a small input first: if this PyTorch build lacks the oneDNN ops or the outputs
     move by more than float rounding, the model is left as it was. Returns the number swapped.
@@ -150,7 +153,9 @@ def pack_convs(model: nn.Module) -> int:
     if not targets or not torch.backends.mkldnn.is_available():
         return 0
     stride = max(int(s) for s in getattr(model, "strides", [32]))
-    probe = torch.rand(1, 3, 2 * stride, 3 * stride).contiguous(memory_format=torch.channels_last)
+    dtype = next(model.parameters()).dtype
+    probe = torch.rand(1, 3, 2 * stride, 3 * stride, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    tolerance = PACKING_TOLERANCE[dtype]
     with torch.inference_mode():
         expected = model(probe)
         try:
@@ -158,7 +163,7 @@ def pack_convs(model: nn.Module) -> int:
                 packed = (PackedConvAct(child.conv, isinstance(child.act, nn.SiLU)) if isinstance(child, ConvBNAct)
                           else PackedConvAct(child, silu=False))
                 setattr(parent, name, packed)
-            ok = torch.allclose(model(probe), expected, rtol=1e-3, atol=1e-3)
+            ok = torch.allclose(model(probe), expected, rtol=tolerance, atol=tolerance)
         except (RuntimeError, AttributeError) as err:
             logger.debug("oneDNN conv packing unavailable (%s); running eager convs", err)
             ok = False
