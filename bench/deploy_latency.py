@@ -99,7 +99,7 @@ def add_deploy_rows(out: dict, report) -> None:
     for (name, batch), row in rows.items():
         if name.startswith("Ultralytics") or not row.samples:
             continue
-        ref_name = REFERENCE_EAGER if name.endswith(("eager", "fused")) else REFERENCE
+        ref_name = REFERENCE_EAGER if name.endswith(("eager", "fused", "fused-half")) else REFERENCE
         ref = rows.get((ref_name, batch))
         add_row(out, {"detforge": name.removeprefix("detforge "), "reference": ref_name, "batch": batch},
                 {"ms/img": {"detforge": row.samples, "reference": ref.samples if ref else []}})

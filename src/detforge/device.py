@@ -38,5 +38,5 @@ def half_dtype(device: torch.device) -> torch.dtype:
         return torch.float16
     if device.type == "cpu" and cpu_has_bf16():
         return torch.bfloat16
-    logger.warning("--half: %s has no native half precision here; running float32", device)
+    logger.warning("half precision: %s has no native half precision on this machine; running float32", device)
     return torch.float32

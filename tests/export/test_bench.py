@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+import detforge
 from detforge.cli import main
-from detforge.export.bench import Report, Row
+from detforge.export.bench import Report, Row, detforge_backends
 
 pytest.importorskip("onnxruntime")
 
@@ -36,3 +37,17 @@ def test_bench_command_json(capsys):
 def test_bench_refuses_too_few_repeats(capsys):
     assert main(["bench", "--repeats", "2"]) == 2
     assert "at least 5" in capsys.readouterr().err
+
+
+def test_fused_half_runs_the_bfloat16_model_or_says_why_not(tmp_path, monkeypatch):
+    import numpy as np
+    import torch
+
+    model = detforge.create_model("yolov8n", num_classes=3)
+    batch = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        (backend,) = detforge_backends(model, 64, 1, tmp_path, ["fused-half"]).values()
+        assert backend(batch).dtype == torch.bfloat16
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    (reason,) = detforge_backends(model, 64, 1, tmp_path, ["fused-half"]).values()
+    assert reason == "this CPU has no native bfloat16 (predict --half runs float32)"

@@ -1,4 +1,4 @@
-"""`detforge bench`: model latency per deployment backend (eager, fused, ONNX Runtime, OpenVINO, INT8).
+"""`detforge bench`: model latency per deployment backend (eager, fused, fused bf16, ONNX Runtime, OpenVINO, INT8).
 
 The side-by-side with the reference implementation (Ultralytics' eager model and its own ONNX
 export, measured in the same run) is `python bench/deploy_latency.py`: it reuses this harness and
@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "bench",
-        help="latency table per backend: eager, fused, ONNX Runtime, OpenVINO, INT8",
+        help="latency table per backend: eager, fused, fused bf16, ONNX Runtime, OpenVINO, INT8",
         description="Export the model to every backend and time the model alone (no decode/letterbox/NMS) on "
         "random [B,3,S,S] batches: median ms/img of --repeats calls after warm-up, with the load average. "
         "Side by side with Ultralytics: python bench/deploy_latency.py.",

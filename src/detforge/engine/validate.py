@@ -51,6 +51,9 @@ def run_validation(model: nn.Module, loader, names: list[str], device: torch.dev
     if isinstance(model, Detector):
         dtype = half_dtype(device) if half else dtype
         model = deploy_model(copy.deepcopy(model), dtype=dtype)
+    elif half:
+        log.warning("half precision applies to detforge weights; an exported model runs in the precision it was "
+                    "exported with")
     predictions, ground_truths = [], []
     loss_sums: dict[str, float] = {}
     batches = 0

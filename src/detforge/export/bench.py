@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from detforge.device import cpu_has_bf16
+
 Backend = Callable[[np.ndarray], object]
 
 
@@ -149,10 +151,11 @@ def measure_interleaved(runners: dict[str, Backend], batch: np.ndarray, repeats:
             for name, t in times.items()]
 
 
-def torch_backend(model: torch.nn.Module) -> Backend:
+def torch_backend(model: torch.nn.Module, dtype: torch.dtype = torch.float32) -> Backend:
+    """Time `model` on the float32 batches, cast to `dtype` first (inside the timing, as `Predictor` does)."""
     def run(x: np.ndarray):
         with torch.inference_mode():
-            return model(torch.from_numpy(x))
+            return model(torch.from_numpy(x).to(dtype))
 
     return run
 
@@ -161,7 +164,8 @@ def detforge_backends(model, imgsz: int, batch: int, folder: Path, names: list[s
                       calibration: str | Path | None = None) -> dict[str, Backend | str]:
     """name → backend (or a one-line reason it is unavailable) for each requested detforge backend.
 
-    names: any of eager, fused, onnxruntime, openvino, onnxruntime-int8, openvino-int8.
+    names: any of eager, fused, fused-half (the fused model in bfloat16, as `predict --half` runs it on a CPU
+    with native bf16), onnxruntime, openvino, onnxruntime-int8, openvino-int8.
     Exported files go to `folder`; INT8 calibrates on `calibration` (a dataset) or, without one,
     on a few synthetic images (latency does not depend on the calibration).
     """
@@ -176,6 +180,9 @@ def detforge_backends(model, imgsz: int, batch: int, folder: Path, names: list[s
                 out[name] = torch_backend(copy.deepcopy(model).eval())
             elif name == "fused":
                 out[name] = torch_backend(copy.deepcopy(model).deploy())
+            elif name == "fused-half":
+                out[name] = (torch_backend(copy.deepcopy(model).deploy(dtype=torch.bfloat16), torch.bfloat16)
+                             if cpu_has_bf16() else "this CPU has no native bfloat16 (predict --half runs float32)")
             elif name in ("onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8"):
                 int8 = name.endswith("int8")
                 if int8 and calibration is None:
@@ -196,7 +203,7 @@ def detforge_backends(model, imgsz: int, batch: int, folder: Path, names: list[s
     return out
 
 
-DETFORGE_BACKENDS = ("eager", "fused", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-int8")
+DETFORGE_BACKENDS = ("eager", "fused", "fused-half", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-int8")
 
 
 def run_bench(model, model_name: str, imgsz: int = 640, batches=(1, 8), repeats: int = 5, warmup: int = 2,
