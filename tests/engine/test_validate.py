@@ -8,6 +8,7 @@ COCO evaluation); swapping its classes must score 0.
 from __future__ import annotations
 
 import json
+import logging
 from typing import ClassVar
 
 import cv2
@@ -113,6 +114,14 @@ def test_boxes_map_back_through_a_downscaled_letterbox(dataset):
     result = detforge.val(ColorOracle(), dataset, imgsz=64, workers=0, progress=False)
     assert result.map50 == pytest.approx(1.0)
     assert result.map50_95 > 0.6
+
+
+def test_half_on_a_model_that_is_not_a_detector_runs_it_as_given_and_says_so(dataset, caplog):
+    """An exported model (ONNX Runtime, OpenVINO) has the precision it was exported with; `--half` cannot change it."""
+    with caplog.at_level(logging.WARNING):
+        result = detforge.val(ColorOracle(), dataset, imgsz=96, workers=0, progress=False, plots=False, half=True)
+    assert result.map50_95 == pytest.approx(1.0)
+    assert "runs in the precision it was exported with" in caplog.text
 
 
 def test_coco_results_use_the_dataset_ids(dataset, tmp_path):
