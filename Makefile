@@ -32,7 +32,7 @@ demo: $(RUNTIME)
 test: $(DEV)
 	$(PY) -m pytest -n 2 --durations=15
 
-# Every side-by-side benchmark, then docs/benchmarks.md regenerated from their figures (~60 min on 2 cores;
+# Every side-by-side benchmark, then docs/benchmarks.md regenerated from their figures (~45 min on 2 cores;
 # run it on a quiet machine: figures taken under load are flagged on the page). The page is written from
 # every figure file present, so the accuracy race's table stays on it.
 BENCH_OUT := .bench
