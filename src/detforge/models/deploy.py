@@ -147,15 +147,18 @@ def pack_convs(model: nn.Module) -> int:
     in place.
 
     Checked on a small input first: if this PyTorch build lacks the oneDNN ops or the outputs
-    move by more than float rounding, the model is left as it was. Returns the number swapped.
+    move by more than float rounding, the model is left as it was (so is a model of another dtype).
+    Returns the number swapped.
     """
     targets = _packable(model)
     if not targets or not torch.backends.mkldnn.is_available():
         return 0
+    dtype = next(model.parameters()).dtype  # a packable conv has a weight
+    tolerance = PACKING_TOLERANCE.get(dtype)
+    if tolerance is None:
+        return 0
     stride = max(int(s) for s in getattr(model, "strides", [32]))
-    dtype = next(model.parameters()).dtype
     probe = torch.rand(1, 3, 2 * stride, 3 * stride, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    tolerance = PACKING_TOLERANCE[dtype]
     with torch.inference_mode():
         expected = model(probe)
         try:
