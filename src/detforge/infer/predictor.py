@@ -47,7 +47,7 @@ class Predictor:
     conf / iou / max_det / classes / agnostic: NMS filters (see `non_max_suppression`).
     batch: frames per forward pass. slice: tile large frames (see `detforge.infer.sliced`).
     half: half precision (see `detforge.device.half_dtype`): float16 on CUDA, bfloat16 on a CPU that
-        computes it natively; boxes move by a fraction of a pixel and scores by about 1%.
+        computes it natively; boxes move by about a pixel at 640 px and scores by about 0.01 (docs/predict.md).
     """
 
     def __init__(self, model: Detector | str | Path, imgsz: int | None = None, conf: float = 0.25, iou: float = 0.7,
