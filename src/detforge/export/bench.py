@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detforge.device import cpu_has_bf16
+from detforge.device import half_dtype
 
 Backend = Callable[[np.ndarray], object]
 
@@ -181,8 +181,9 @@ def detforge_backends(model, imgsz: int, batch: int, folder: Path, names: list[s
             elif name == "fused":
                 out[name] = torch_backend(copy.deepcopy(model).deploy())
             elif name == "fused-half":
-                out[name] = (torch_backend(copy.deepcopy(model).deploy(dtype=torch.bfloat16), torch.bfloat16)
-                             if cpu_has_bf16() else "this CPU has no native bfloat16 (predict --half runs float32)")
+                half = half_dtype(torch.device("cpu"))  # what predict --half runs on this CPU
+                out[name] = (torch_backend(copy.deepcopy(model).deploy(dtype=half), half) if half != torch.float32
+                             else "this CPU has no native bfloat16 (predict --half runs float32)")
             elif name in ("onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8"):
                 int8 = name.endswith("int8")
                 if int8 and calibration is None:

@@ -82,8 +82,8 @@ def deploy_model(model: nn.Module, target: Target = "torch", device: torch.devic
         inplace_activations(model)
         model.to(memory_format=torch.channels_last)
         params = next(model.parameters(), None)
-        if fuse and params is not None and params.device.type == "cpu" and params.dtype in PACKING_TOLERANCE:
-            pack_convs(model)
+        if fuse and params is not None and params.device.type == "cpu":
+            pack_convs(model)  # float32 and bfloat16; other dtypes stay eager
     return model
 
 
