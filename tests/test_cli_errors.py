@@ -89,6 +89,8 @@ CASES = [
     ("data synth {root}/s3 --classes 99", "classes"),
     ("data synth {root}/s4 --imgsz 8", "--imgsz 8"),
     ("data synth {root}/s5 --val-fraction 2", "--val-fraction 2"),
+    ("data synth {root}/s6 --test-fraction -1", "--test-fraction -1"),
+    ("data synth {root}/s7 --images 3 --val-fraction 0.5 --test-fraction 0.5", "leaves no training image"),
     ("data synth {root}/full", "not empty"),
     ("data nope", "invalid choice"),
     ("val --weights {root}/missing.safetensors --data {data}", "missing.safetensors"),

@@ -39,8 +39,9 @@ OPTION_RANGES: dict[str, tuple[float, float]] = {
     "imgsz": (32, 8192), "batch": (1, 4096), "epochs": (1, 1_000_000), "workers": (0, 256), "devices": (1, 1024),
     "conf": (0.0, 1.0), "iou": (0.0, 1.0), "max_det": (1, 100_000), "coco_max_dets": (1, 100_000),
     "slice_size": (32, 8192), "slice_overlap": (0.0, 0.95), "line_width": (1, 1000), "images": (1, 10_000_000),
-    "classes": (0, MAX_CLASSES), "num_classes": (1, MAX_CLASSES), "val_fraction": (0.0, 1.0), "show": (0, 10**9),
-    "lr0": (0.0, 10.0), "patience": (0, 1_000_000), "seed": (0, 2**32 - 1), "repeats": (1, 1_000_000),
+    "classes": (0, MAX_CLASSES), "num_classes": (1, MAX_CLASSES), "val_fraction": (0.0, 1.0),
+    "test_fraction": (0.0, 1.0), "show": (0, 10**9), "lr0": (0.0, 10.0), "patience": (0, 1_000_000),
+    "seed": (0, 2**32 - 1), "repeats": (1, 1_000_000),
     "warmup": (0, 1_000_000), "threads": (1, 1024), "calib_images": (1, 1_000_000), "opset": (7, 100),
     "batches": (1, 1_000_000),
 }

@@ -4,10 +4,12 @@ hours spans sittings); trainings are faked, the bookkeeping is real."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 
 @pytest.fixture()
@@ -19,8 +21,9 @@ def race(bench_script, monkeypatch):
         trained.append((name, seed, framework))
         mine = framework.startswith("detforge")
         finished = f"2026-12-0{4 if framework != 'detforge-bf16' else 5} 1{seed}:00 UTC"
-        return {"recipe": module.recipe(args), "commit": f"abc{seed}", "finished": finished, "load_start": 0.1 + seed,
-                "others_share": 0.01 * seed, "framework": framework, "threads": 2 if mine else 1,
+        return {"recipe": module.recipe(args, name), "commit": f"abc{seed}", "finished": finished,
+                "load_start": 0.1 + seed, "others_share": 0.01 * seed, "framework": framework,
+                "threads": 2 if mine else 1,
                 "figures": [0.40 + 0.01 * seed if mine else 0.38, 0.6, 0.41, 300.0 if mine else 600.0, 27.0, 2000.0]}
 
     monkeypatch.setattr(module, "train_and_score", fake_train)
@@ -128,3 +131,29 @@ def test_the_bf16_arm_is_scored_against_the_same_reference_runs(race, tmp_path: 
     # the bf16 arm trained a day after the others: the page says so
     assert with_bf16["notes"].endswith("detforge bf16 2026-12-05 10:00 UTC to 2026-12-05 11:00 UTC, "
                                        "reference 2026-12-04 10:00 UTC to 2026-12-04 11:00 UTC.")
+
+
+def test_the_generated_set_is_scored_on_a_held_out_split_with_its_own_coco_json(bench_script, monkeypatch,
+                                                                                tmp_path: Path) -> None:
+    """The second race set needs no download: written by the synthesizer, with a COCO json of its test split
+    that COCOeval scores exactly as the race does (image ids by file stem, category ids by class order)."""
+    module = bench_script("accuracy_race")
+    small = {"images": 12, "classes": 2, "imgsz": 64, "seed": 0, "val_fraction": 0.25, "test_fraction": 0.25}
+    monkeypatch.setitem(module.GENERATED, "shapes", small)
+    monkeypatch.setenv("DETFORGE_CACHE_DIR", str(tmp_path / "cache"))  # private_copy points it into the race's tmp
+    args = arguments(None)
+    data = module.race_data(args, "shapes", tmp_path)
+    spec = yaml.safe_load((data / "data.yaml").read_text())
+    assert spec["path"] == str(data) and spec["test"] == "images/test"  # absolute: Ultralytics reads it from cwd
+    truth = json.loads((data / "annotations" / "instances_test.json").read_text())
+    assert sorted(image["file_name"] for image in truth["images"]) == sorted(
+        p.name for p in (data / "images" / "test").iterdir())
+    labels = (data / "labels" / "test").iterdir()
+    assert len(truth["annotations"]) == sum(len(p.read_text().splitlines()) for p in labels)
+    stems = {image["id"]: Path(image["file_name"]).stem for image in truth["images"]}
+    perfect = [{"image_id": stems[a["image_id"]], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+               for a in truth["annotations"]]  # as both frameworks write them for a YOLO-layout set
+    (tmp_path / "perfect.json").write_text(json.dumps(perfect))
+    assert module.coco_map(tmp_path / "perfect.json", data / "annotations" / "instances_test.json") == (1.0, 1.0)
+    # a kept run of the generated set is reused only for the same generator settings
+    assert module.recipe(args, "shapes") == {**module.recipe(args, "bccd"), "generated": small}

@@ -10,6 +10,7 @@ import pytest
 from detforge.cli import main
 from detforge.data import load_dataset_spec, load_split
 from detforge.data import synthetic as syn
+from detforge.errors import DataError
 
 
 @pytest.mark.parametrize("shape", syn.SHAPES)
@@ -39,6 +40,17 @@ def test_synth_writes_a_clean_yolo_dataset_the_same_way_twice(tmp_path: Path) ->
     assert sides.min() > 0.08 and sides.max() < 0.5
     for rel in ["images/train/train_00000.jpg", "labels/val/val_00009.txt"]:
         assert (a.parent / rel).read_bytes() == (b.parent / rel).read_bytes()
+
+
+def test_synth_test_split_is_held_out_after_val(tmp_path: Path) -> None:
+    spec = load_dataset_spec(syn.synthesize(tmp_path / "s", images=10, classes=2, imgsz=64, val_fraction=0.2,
+                                            test_fraction=0.3))
+    assert list(spec.splits) == ["train", "val", "test"]
+    assert [len(load_split(spec, split).store) for split in spec.splits] == [5, 2, 3]
+    assert sorted(p.name for p in (tmp_path / "s" / "images" / "test").iterdir()) == [
+        "test_00007.jpg", "test_00008.jpg", "test_00009.jpg"]
+    with pytest.raises(DataError, match="leaves no training image"):
+        syn.synthesize(tmp_path / "t", images=4, val_fraction=0.5, test_fraction=0.5)
 
 
 def test_synth_command_and_its_errors(tmp_path: Path, capsys) -> None:

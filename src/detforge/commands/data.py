@@ -43,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--imgsz", type=int, default=256, help="image side in pixels (default 256)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val (default 0.2)")
+    synth.add_argument("--test-fraction", type=float, default=0.0,
+                       help="share of images in a held-out test split (default 0: none)")
     synth.set_defaults(run=run_synth)
 
 
@@ -128,6 +130,7 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.out.exists() and any(args.out.iterdir()):
         raise DataError(f"{args.out}: exists and is not empty; choose a new output folder")
     path = synthesize(args.out, images=args.images, classes=args.classes, imgsz=args.imgsz, seed=args.seed,
-                      val_fraction=args.val_fraction, progress=True)
+                      val_fraction=args.val_fraction,
+                      test_fraction=args.test_fraction, progress=True)
     print(f"wrote {args.images} images of {args.classes} classes: {path}")
     return 0

@@ -5,7 +5,8 @@ minutes on a CPU, yet it is not trivial. Each class is a shape with its own hue 
 cues are learnable); objects vary in scale (12-35% of the image side) and aspect ratio, may
 overlap a little (one may partly hide another) and low-contrast gray clutter partly covers some.
 Backgrounds are smooth random color fields with noise and faint lines. Written in YOLO layout
-with a data.yaml and train/val splits; the same seed gives the same files.
+with a data.yaml and train/val splits (and a held-out test split on request); the same seed gives
+the same files.
 """
 
 from __future__ import annotations
@@ -137,19 +138,24 @@ def draw_scene(rng: np.random.Generator, size: int, classes: int) -> tuple[np.nd
 
 
 def synthesize(out: str | Path, images: int = 200, classes: int = 3, imgsz: int = 256, seed: int = 0,
-               val_fraction: float = 0.2, progress: bool = False) -> Path:
-    """Write `images` scenes of `classes` shape classes under `out` (YOLO layout); returns data.yaml."""
+               val_fraction: float = 0.2, test_fraction: float = 0.0, progress: bool = False) -> Path:
+    """Write `images` scenes of `classes` shape classes under `out` (YOLO layout); returns data.yaml.
+    The last images form the val split, then the test split (none unless `test_fraction` > 0)."""
     if not 1 <= classes <= len(SHAPES):
         raise DataError(f"--classes {classes}: choose 1..{len(SHAPES)} ({', '.join(SHAPES)})")
     if images < 2:
         raise DataError(f"--images {images}: need at least 2 (one for train, one for val)")
     if imgsz < 32:
         raise DataError(f"--imgsz {imgsz}: use at least 32 pixels")
-    out = Path(out)
     n_val = min(images - 1, max(1, round(images * val_fraction)))
+    n_test = max(1, round(images * test_fraction)) if test_fraction > 0 else 0
+    if n_val + n_test > images - 1:
+        raise DataError(f"--images {images} with --val-fraction {val_fraction} and --test-fraction {test_fraction} "
+                        "leaves no training image; lower a fraction or add images")
+    out = Path(out)
     rng = np.random.default_rng(seed)
     for i in progress_bar(range(images), desc="synthesizing", disable=not progress, leave=False):
-        split = "val" if i >= images - n_val else "train"
+        split = "train" if i < images - n_val - n_test else "val" if i < images - n_test else "test"
         image, boxes, labels = draw_scene(rng, imgsz, classes)
         name = f"{split}_{i:05d}"
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -161,8 +167,8 @@ def synthesize(out: str | Path, images: int = 200, classes: int = 3, imgsz: int 
             for b, c in zip(boxes.tolist(), labels.tolist())
         ]
         (out / "labels" / split / f"{name}.txt").write_text("".join(lines), encoding="utf-8")
-    data = {"path": ".", "train": "images/train", "val": "images/val", "nc": classes,
-            "names": dict(enumerate(SHAPES[:classes]))}
+    data = {"path": ".", "train": "images/train", "val": "images/val", **({"test": "images/test"} if n_test else {}),
+            "nc": classes, "names": dict(enumerate(SHAPES[:classes]))}
     yaml_path = out / "data.yaml"
     yaml_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return yaml_path
