@@ -25,7 +25,7 @@ Accuracy is reported as mean ± std over the seeds (one run on a small set swing
 With `--runs DIR` each finished run is kept there and reused by the next invocation of the same
 recipe, so the ~4 h race can be completed over several sittings.
 
-    python bench/accuracy_race.py [--datasets bccd coco128] [--seeds 0 1 2] [--epochs 40] [--bf16] [--runs DIR]
+    python bench/accuracy_race.py [--datasets bccd shapes coco128] [--seeds 0 1 2] [--epochs 40] [--bf16] [--runs DIR]
                                   [--json PATH]
     python bench/accuracy_race.py --quick      # 3 epochs, one seed: a smoke run
 """

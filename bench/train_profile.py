@@ -13,9 +13,12 @@ Each phase gets wall time and CPU time of the training process (`time.process_ti
 threads; loader worker processes excluded). Wall time is unreliable on a loaded machine, CPU time
 much less so: a descheduled step waits without burning CPU. Both sides run single-threaded
 (`--threads`, default 1: what the reference does on CPU, and what is fair on shared cores) with
-`--workers` loader processes each; each measurement is its own subprocess.
+`--workers` loader processes each; each measurement is its own subprocess. The reference trains in
+float32 (AMP off); detforge is profiled in float32 and under bfloat16 autocast (its CPU default where
+the CPU has native bfloat16; left out elsewhere), each against the same reference steps.
 
-    python bench/train_profile.py [--sizes 320 640] [--warmup 2] [--steps 3] [--json PATH]
+    python bench/train_profile.py [--sizes 320 640] [--precisions float32 bf16] [--warmup 2] [--steps 3]
+                                  [--json PATH]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from train_throughput import detforge_trainer
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "bccd"
 PER_OPTIMIZER_STEP = ("optimizer", "EMA")
+PRECISIONS = {"float32": "detforge", "bf16": "detforge-bf16"}  # detforge's precision -> its child
 PHASES = ("loader wait", "forward", "loss", "assigner", "backward", "optimizer", "EMA", "other")
 
 
@@ -179,7 +183,7 @@ def profile_ultralytics(args: argparse.Namespace) -> PhaseClock:
 
 
 def child(args: argparse.Namespace) -> None:
-    clock = (profile_detforge if args.child == "detforge" else profile_ultralytics)(args)
+    clock = (profile_ultralytics if args.child == "ultralytics" else profile_detforge)(args)
     print(json.dumps({"steps": clock.steps[args.warmup:], "load": os.getloadavg()[0]}), flush=True)
 
 
@@ -210,8 +214,10 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2, help="unprofiled steps first")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both")
+    parser.add_argument("--precisions", nargs="+", choices=tuple(PRECISIONS), default=list(PRECISIONS),
+                        help="detforge's precisions (default: float32 bf16; bf16 only where the CPU has it)")
     parser.add_argument("--json", type=Path, help="write the figures here for bench/report.py")
-    parser.add_argument("--child", choices=("detforge", "ultralytics"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=(*PRECISIONS.values(), "ultralytics"), help=argparse.SUPPRESS)
     parser.add_argument("--imgsz", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,14 +227,19 @@ def main() -> int:
     if not (args.data / "data.yaml").exists():
         print(f"skipped: {args.data / 'data.yaml'} not found (pass --data)", file=sys.stderr)
         return 0
+    from detforge.device import cpu_has_bf16
+
+    if "bf16" in args.precisions and not cpu_has_bf16():
+        print("bf16 rows left out: this CPU has no native bfloat16 (detforge trains in float32 here)", file=sys.stderr)
+        args.precisions.remove("bf16")
     section = new_section(
         "train_profile", "Training step profile", "python bench/train_profile.py",
         f"yolov8n from scratch on a private copy of {args.data.name} train, batch {args.batch}, default augmentation, "
-        f"{args.workers} loader workers, {args.threads} torch thread(s) on both sides, CPU, float32 (AMP off; "
-        f"detforge with its CPU default, channels-last memory); {args.warmup} "
+        f"{args.workers} loader workers, {args.threads} torch thread(s) on both sides, CPU; the reference in float32 "
+        f"(AMP off), detforge in the row's precision (channels-last memory, its CPU default); {args.warmup} "
         f"unprofiled steps, then {args.steps} profiled; milliseconds per step and phase (exclusive), wall time and "
         "CPU time of the training process (loader workers excluded).",
-        ["imgsz", "phase"], {"wall ms": False, "CPU ms": False},
+        ["imgsz", "detforge precision", "phase"], {"wall ms": False, "CPU ms": False},
         notes=("Optimizer and EMA rows are per optimizer step, from the profiled steps that ran one: both sides "
                "accumulate gradients up to a nominal batch of 64 (every 4th batch of 16), but the reference ramps "
                "accumulation up from 1 during its warmup iterations, so early on it steps every batch. "
@@ -236,13 +247,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         args.data = private_copy(args.data, Path(tmp))
         for imgsz in args.sizes:
-            steps = {name: measure(name, args, imgsz, Path(tmp)) for name in ("detforge", "ultralytics")}
-            for phase in (*PHASES, "step"):
-                add_row(section, {"imgsz": imgsz, "phase": phase}, {
-                    metric: {"detforge": phase_values(steps["detforge"], kind, phase),
-                             "reference": phase_values(steps["ultralytics"], kind, phase)}
-                    for metric, kind in (("wall ms", "wall_ms"), ("CPU ms", "cpu_ms"))
-                })
+            reference = measure("ultralytics", args, imgsz, Path(tmp))
+            for precision in args.precisions:
+                ours = measure(PRECISIONS[precision], args, imgsz, Path(tmp))
+                for phase in (*PHASES, "step"):
+                    add_row(section, {"imgsz": imgsz, "detforge precision": precision, "phase": phase}, {
+                        metric: {"detforge": phase_values(ours, kind, phase),
+                                 "reference": phase_values(reference, kind, phase)}
+                        for metric, kind in (("wall ms", "wall_ms"), ("CPU ms", "cpu_ms"))
+                    })
             print(f"imgsz {imgsz} done", file=sys.stderr, flush=True)
     publish(section, args.json)
     return 0

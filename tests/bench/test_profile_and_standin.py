@@ -1,8 +1,11 @@
 """bench/train_profile.py's phase clock (nested phases count exclusively, steps close with the rest as
-"other") and bench/large_photos.py's stand-in (crops, box bookkeeping, sizes), on tiny inputs."""
+"other") and its rows per detforge precision, and bench/large_photos.py's stand-in (crops, box
+bookkeeping, sizes), on tiny inputs."""
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -91,3 +94,31 @@ def test_standin_set_is_large_and_extreme(tmp_path: Path, photos) -> None:
         _, x, y, w, h = map(float, label.read_text().split())
         assert (x, y) == pytest.approx((0.5, 0.5), abs=0.03)  # centred crops, whole pixels
         assert 0 < w <= 1 and 0 < h <= 1
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_each_detforge_precision_is_profiled_against_the_same_reference_steps(profile, monkeypatch, tmp_path,
+                                                                               native_bf16) -> None:
+    """bf16 rows (detforge's CPU default) sit beside the float32 ones, both against one reference
+    measurement per size; a CPU without native bf16 gets float32 rows only."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "data.yaml").write_text("train: images\n")
+    measured = []
+
+    def fake_measure(framework, args, imgsz, out):
+        measured.append((framework, imgsz))
+        ms = dict.fromkeys(profile.PHASES, {"ultralytics": 9.0, "detforge": 3.0, "detforge-bf16": 2.0}[framework])
+        return [{"wall_ms": ms, "cpu_ms": ms, "step_wall_ms": 30.0, "step_cpu_ms": 30.0}]
+
+    monkeypatch.setattr(profile, "measure", fake_measure)
+    monkeypatch.setattr(profile, "private_copy", lambda source, tmp: source)
+    monkeypatch.setattr("detforge.device.cpu_has_bf16", lambda: native_bf16)
+    monkeypatch.setattr(sys, "argv", ["train_profile", "--data", str(tmp_path / "data"), "--sizes", "320",
+                                      "--json", str(tmp_path / "profile.json")])
+    assert profile.main() == 0
+    section = json.loads((tmp_path / "profile.json").read_text())
+    rows = {(r["key"]["detforge precision"], r["key"]["phase"]): r["samples"]["wall ms"] for r in section["rows"]}
+    precisions = ["float32", "bf16"] if native_bf16 else ["float32"]
+    assert measured == [("ultralytics", 320), *((profile.PRECISIONS[p], 320) for p in precisions)]
+    assert rows[("float32", "forward")] == {"detforge": [3.0], "reference": [9.0]}
+    assert (rows.get(("bf16", "forward")) == {"detforge": [2.0], "reference": [9.0]}) is native_bf16
