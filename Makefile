@@ -50,7 +50,7 @@ bench: $(DEV)
 	$(PY) bench/report.py $(BENCH_FIGURES)
 
 # The accuracy race: yolov8n from scratch, both frameworks in float32 plus detforge's CPU default (bf16
-# autocast, where the CPU has it), 3 seeds, two datasets (~3-4 h on 2 cores);
+# autocast, where the CPU has it), 3 seeds, BCCD and a generated shapes set (~2.5 h on 2 cores);
 # each finished run is kept in .bench/accuracy-runs, so an interrupted race resumes where it stopped;
 # QUICK=1 for a 3-epoch, one-seed smoke run. Its table joins docs/benchmarks.md.
 bench-accuracy: $(DEV)
