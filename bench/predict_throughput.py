@@ -41,9 +41,10 @@ STAGES = ("preprocess", "inference", "postprocess")  # the keys of both sides' R
 STAGE_NOTES = """Why float32 stays near 1.1x at 2 threads (target 1.2x): the model is ~95% of each side's time per
 image (inference rows), and both run oneDNN convolutions; ours already folds BatchNorm and packs each
 conv + SiLU into one oneDNN call. A profile of our forward (batch 1, 2 threads) puts those packed convolutions
-at 87% and concatenations at 5-7%. Reaching 1.2x at batch 1 needs ~3.8 ms less per image, two thirds of all
-non-convolution work in the forward (~5.7 ms), and eager PyTorch cannot drop the concatenations (a packed
-convolution writes a fresh tensor, not into the concatenation's buffer). Half precision (`predict --half`,
+at 87% and concatenations at 5-7%. Reaching 1.2x at batch 1 needs ~3-4 ms less per image (runs of
+2026-12-04: 3.8 and 2.8 ms), more than half of all non-convolution work in the forward (~5.5 ms), and eager
+PyTorch cannot drop the concatenations (a packed convolution writes a fresh tensor, not into the
+concatenation's buffer). Half precision (`predict --half`,
 bfloat16 on CPUs that compute it natively) clears the target; it costs ~0.35 mAP50-95 on BCCD
 (docs/predict.md), so float32 stays the default."""
 
