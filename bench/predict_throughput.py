@@ -38,15 +38,14 @@ SETTINGS = {"imgsz": 640, "conf": 0.25, "iou": 0.7, "max_det": 300}
 PRECISIONS = ("float32", "half")
 STAGES = ("preprocess", "inference", "postprocess")  # the keys of both sides' Results.speed, ms per image
 
-STAGE_NOTES = """Why float32 stays near 1.1x at 2 threads (target 1.2x): the model is ~95% of each side's time per
-image (inference rows), and both run oneDNN convolutions; ours already folds BatchNorm and packs each
-conv + SiLU into one oneDNN call. A profile of our forward (batch 1, 2 threads) puts those packed convolutions
-at 87% and concatenations at 5-7%. Reaching 1.2x at batch 1 needs ~3-4 ms less per image (runs of
-2026-12-04: 3.8 and 2.8 ms), more than half of all non-convolution work in the forward (~5.5 ms), and eager
-PyTorch cannot drop the concatenations (a packed convolution writes a fresh tensor, not into the
-concatenation's buffer). Half precision (`predict --half`,
-bfloat16 on CPUs that compute it natively) clears the target; it costs ~0.35 mAP50-95 on BCCD
-(docs/predict.md), so float32 stays the default."""
+STAGE_NOTES = """Why float32 stays near 1.1x at 2 threads (target 1.2x; three runs on 2026-12-04 gave 1.08x-1.12x at
+batch 1): the model is ~95% of each side's time per image (inference rows), and both run oneDNN convolutions;
+ours already folds BatchNorm and packs each conv + SiLU into one oneDNN call. A profile of our forward (batch 1,
+2 threads) puts those packed convolutions at 87% and concatenations at 5-7%, so 1.2x needs most of the other
+13% gone, and eager PyTorch cannot drop the concatenations (a packed convolution writes a fresh tensor, not
+into the concatenation's buffer). Half precision (`predict --half`, bfloat16 on CPUs that compute it
+natively) clears the target; it costs ~0.35 mAP50-95 on BCCD (docs/predict.md), so float32 stays the
+default."""
 
 
 def image_folder(data: Path, count: int, folder: Path) -> Path:
