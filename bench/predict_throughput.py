@@ -38,8 +38,8 @@ SETTINGS = {"imgsz": 640, "conf": 0.25, "iou": 0.7, "max_det": 300}
 PRECISIONS = ("float32", "half")
 STAGES = ("preprocess", "inference", "postprocess")  # the keys of both sides' Results.speed, ms per image
 
-STAGE_NOTES = """Why float32 stays near 1.1x at 2 threads, batch 1 (target 1.2x; four runs on 2026-12-04 gave 1.08x to
-1.13x): the model is ~95% of each side's time per image (inference rows), and both run oneDNN convolutions;
+STAGE_NOTES = """Why float32 misses 1.2x at 2 threads (batch 1 measured ~1.1x in every run: 1.07x to 1.13x in five
+runs on 2026-12-04): the model is ~95% of each side's time per image (inference rows), and both run oneDNN convolutions;
 ours already folds BatchNorm and packs each conv + SiLU into one oneDNN call. A profile of our forward (batch 1,
 2 threads) puts those packed convolutions at 87% and concatenations at 5-7%, so 1.2x needs most of the other
 13% gone, and eager PyTorch cannot drop the concatenations (a packed convolution writes a fresh tensor, not
