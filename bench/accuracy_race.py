@@ -306,8 +306,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         runs = [run for name in args.datasets for run in race(args, name, Path(tmp), section)]
     record_conditions(section, runs)
-    section["notes"] += "".join(f"\n\n{note}" for note in ([SHAPES_NOTE] if "shapes" in args.datasets else [])
-                                + [WALL_NOTE])
+    shapes = [SHAPES_NOTE] if "shapes" in args.datasets else []
+    section["notes"] = "\n\n".join([section["notes"], *shapes, WALL_NOTE])
     publish(section, args.json)
     return 0
 

@@ -62,3 +62,15 @@ def test_synth_command_and_its_errors(tmp_path: Path, capsys) -> None:
     assert main(["data", "synth", str(tmp_path / "x"), "--classes", "9"]) == 2
     err = capsys.readouterr().err
     assert "not empty" in err and "--classes 9" in err
+
+
+def test_synth_refuses_a_folder_with_a_planted_symlink(tmp_path: Path, capsys) -> None:
+    """A link left in the output folder (e.g. images -> somewhere else) could redirect the writes: the folder
+    counts as not empty and nothing is written, through the link or beside it."""
+    outside, out = tmp_path / "outside", tmp_path / "shapes"
+    outside.mkdir()
+    out.mkdir()
+    (out / "images").symlink_to(outside, target_is_directory=True)
+    assert main(["data", "synth", str(out), "--images", "4", "--imgsz", "64"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert not any(outside.iterdir()) and [p.name for p in out.iterdir()] == ["images"]

@@ -130,7 +130,6 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.out.exists() and any(args.out.iterdir()):
         raise DataError(f"{args.out}: exists and is not empty; choose a new output folder")
     path = synthesize(args.out, images=args.images, classes=args.classes, imgsz=args.imgsz, seed=args.seed,
-                      val_fraction=args.val_fraction,
-                      test_fraction=args.test_fraction, progress=True)
+                      val_fraction=args.val_fraction, test_fraction=args.test_fraction, progress=True)
     print(f"wrote {args.images} images of {args.classes} classes: {path}")
     return 0
